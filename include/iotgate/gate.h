@@ -1,0 +1,120 @@
+// The broker-thread engine: decides logins and ACLs from memory, answers the platform side of the credential
+// exchanges, and applies what the store threads report. Knows nothing of mosquitto; the adapter feeds it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "iotgate/config.h"
+#include "iotgate/identity.h"
+#include "iotgate/log.h"
+#include "iotgate/model.h"
+#include "iotgate/store.h"
+
+namespace iotgate {
+
+// What the gate asks of the broker and of the store threads. Called on the broker thread only.
+class Effects {
+ public:
+  virtual ~Effects() = default;
+  // Sends a message to one client only, whatever it subscribed to (mosquitto_broker_publish with a client id).
+  virtual void publish_to_client(const std::string& client_id, const std::string& topic, const std::string& payload,
+                                 int qos) = 0;
+  // Disconnects a client; the adapter does it on the next tick, never inside the callback that asked.
+  virtual void kick(const std::string& client_id) = 0;
+  // Hands a write to the store threads; its StoreResult comes back through Gate::on_result when token != 0.
+  virtual void submit(StoreJob job) = 0;
+};
+
+struct ClientInfo {
+  std::string_view client_id;
+  std::optional<std::string_view> username;
+  std::string_view address;
+  const void* handle = nullptr;  // identifies this connection (the broker's client object); never dereferenced
+};
+
+enum class Verdict { pass, drop };
+
+class Gate {
+ public:
+  using Clock = std::function<int64_t()>;  // Unix seconds
+  Gate(Config config, Log& log, Effects& effects, Clock clock);
+
+  bool authenticate(const ClientInfo& client, std::optional<std::string_view> password);
+  bool check_acl(std::string_view client_id, std::optional<std::string_view> username, Access access,
+                 std::string_view topic);
+  Verdict on_message(std::string_view client_id, std::string_view topic, std::string_view payload);
+  void on_disconnect(std::string_view client_id, const void* handle);
+
+  void on_snapshot(Snapshot snapshot);
+  void on_update(const EntityUpdate& update);
+  void on_result(const StoreResult& result);
+
+  bool loaded() const { return loaded_; }
+  size_t session_count() const { return sessions_.size(); }
+  const Registry& registry() const { return registry_; }
+  const Identity* session(const std::string& client_id) const;
+
+ private:
+  struct Session {
+    Identity identity;
+    const void* handle = nullptr;
+  };
+  struct Refusal {
+    const char* reason_key;
+    std::string reason;
+  };
+  enum class PendingKind { lierda_auth, krt_register, session_rekey };
+  struct Pending {
+    PendingKind kind;
+    std::string client_id;
+    std::string product, device;
+    std::string topic;
+    std::string message_id_json;  // MessageId / ID as it came, re-serialized
+    bool include_secret = true;
+    int64_t created = 0;
+  };
+  struct Resolution {
+    std::optional<Identity> identity;
+    Refusal refusal{"", ""};
+  };
+
+  Resolution resolve(const ClientInfo& client, const std::optional<std::string_view>* password);
+  Resolution resolve_lierda_auth(std::string_view client_id, std::string_view username,
+                                 const std::optional<std::string_view>* password);
+  Resolution resolve_lierda_v2(std::string_view client_id, std::string_view username,
+                               const std::optional<std::string_view>* password);
+  std::optional<Resolution> resolve_krt(std::string_view client_id, std::string_view username,
+                                        const std::optional<std::string_view>* password);
+  bool verify_hash(const std::string& cache_key, const Pbkdf2Hash& hash, std::string_view password);
+
+  void after_login(const ClientInfo& client, const Identity& id);
+  void handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload);
+  void handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload);
+  void reply_auth(const Pending& p, int code, const Device* device);
+  void reply_krt(const Pending& p, int code, const Device* device);
+  void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
+  void touch(const std::string& product, const std::string& device, Fields fields);
+  void merge_device(Device incoming);
+  // Kicks every session in scope that its current product / device / account no longer allows.
+  void revalidate(const std::function<bool(const Identity&)>& in_scope);
+  std::optional<std::string> session_invalid_reason(const Identity& id) const;
+  void refuse_log(const ClientInfo& client, const Refusal& r);
+
+  Config config_;
+  Log& log_;
+  Effects& effects_;
+  Clock clock_;
+  Registry registry_;
+  bool loaded_ = false;
+  std::unordered_map<std::string, Session> sessions_;
+  std::unordered_map<uint64_t, Pending> pending_;
+  uint64_t next_token_ = 1;
+  // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.
+  std::unordered_map<std::string, std::string> verified_;
+};
+
+}  // namespace iotgate

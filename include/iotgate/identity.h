@@ -1,0 +1,50 @@
+// Who a session is, and what it may do: every ACL decision is answered from this, in memory.
+#pragma once
+#include <string>
+#include <string_view>
+
+#include "iotgate/model.h"
+
+namespace iotgate {
+
+enum class SessionKind {
+  lierda_auth,   // AUTH-${OpenID}-${ProductID}: asks for its DeviceSecret
+  lierda_v2,     // V2_${ProductID}.${NodeEui}_${type}_${timestamp}
+  krt_register,  // KRT registration with the ProductSecret
+  krt_device,    // KRT device with its DeviceSecret
+  emu_gateway,   // EMU gateway account
+  account,       // service account
+};
+const char* to_string(SessionKind kind);
+
+struct Identity {
+  SessionKind kind = SessionKind::account;
+  std::string product;
+  std::string device;
+  std::string prefix;  // topic prefix owned by the session ("" for accounts)
+  std::string openid;   // lierda
+  std::string account;  // account sessions: the account name
+};
+
+enum class Access { read, write, subscribe, unsubscribe };
+
+// Which way a topic under a session's prefix flows. `suffix` is the topic after the prefix.
+enum class Flow { none, device_to_platform, platform_to_device };
+Flow classify_lierda_suffix(std::string_view suffix);  // after "/sys/${OpenID}/${ProductID}/${NodeEui}/"
+Flow classify_krt_suffix(std::string_view suffix);     // after "/sys/${ProductID}/${DeviceID}/thing/"
+Flow classify_emu_suffix(std::string_view suffix);     // after "v1/wudun|user/${X}/${DEVICE}/"
+
+std::string lierda_prefix(std::string_view openid, std::string_view product, std::string_view node_eui);
+std::string krt_prefix(std::string_view product, std::string_view device);
+std::string emu_prefix(std::string_view emu_namespace, std::string_view product, std::string_view device);
+inline constexpr std::string_view kLierdaAuthTopic = "/sys/device/auth";
+inline constexpr std::string_view kKrtRegisterPost = "register/post";
+inline constexpr std::string_view kKrtRegisterSet = "register/set";
+
+// The ACL of device sessions (every kind but `account`).
+bool device_session_allows(const Identity& id, Access access, std::string_view topic);
+// The ACL of a service account: superuser, or its rules with %u / %c substituted.
+bool account_allows(const Account& account, std::string_view client_id, std::string_view username, Access access,
+                    std::string_view topic);
+
+}  // namespace iotgate

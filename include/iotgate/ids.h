@@ -1,0 +1,20 @@
+// Identifier rules shared by logins, topics and the store (docs/redis-schema.md, "Identifiers").
+#pragma once
+#include <string_view>
+
+namespace iotgate {
+
+bool is_hex(std::string_view s, size_t length);
+// Lierda OpenID / ProductID: 8 hex digits. ProductKey / DeviceSecret: 32 hex digits.
+inline bool is_lierda_id(std::string_view s) { return is_hex(s, 8); }
+inline bool is_hex_key(std::string_view s) { return is_hex(s, 32); }
+// Lierda NodeEui: 4-32 ASCII letters and digits.
+bool is_node_eui(std::string_view s);
+// KRT ProductID/DeviceID, EMU product key / tenant / device: 1-64 of A-Z a-z 0-9 _ -.
+bool is_plain_id(std::string_view s);
+// Service account names: 1-64 of A-Z a-z 0-9 _ - . @
+bool is_account_name(std::string_view s);
+// True when s can be substituted into a topic as one level: non-empty, no + # / or NUL.
+bool is_topic_level_safe(std::string_view s);
+
+}  // namespace iotgate

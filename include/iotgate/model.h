@@ -1,0 +1,108 @@
+// The entities iotgate keeps in Redis (docs/redis-schema.md) and mirrors in memory.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "iotgate/crypto.h"
+
+namespace iotgate {
+
+enum class Protocol { lierda, krt, emu };
+const char* to_string(Protocol p);
+std::optional<Protocol> parse_protocol(std::string_view s);
+
+struct Product {
+  std::string id;
+  Protocol protocol = Protocol::lierda;
+  bool enabled = true;
+  // lierda
+  std::string openid;
+  std::string product_key;
+  int auth_type = 0;
+  bool encrypted = false;
+  // krt
+  std::string product_secret;
+  bool dynamic_register = false;
+  bool auto_create = false;
+  int64_t limit = 1000;
+  // emu: "wudun" (id is a PRODUCT_KEY) or "user" (id is a TENANT)
+  std::string emu_namespace;
+};
+
+struct Device {
+  std::string product;
+  std::string id;
+  bool enabled = true;
+  std::string origin;  // cli | auth | auto
+  std::string secret;  // lierda, krt
+  std::optional<Pbkdf2Hash> secret_hash;  // emu
+  bool activated = false;                 // krt
+  int64_t last_online = 0;
+  int64_t last_offline = 0;
+  // lierda encrypted products
+  std::string session_id;
+  uint32_t nonce = 0;
+  std::string session_key;
+  int64_t session_key_expires = 0;
+};
+
+struct AccountRule {
+  bool read = false;
+  bool write = false;
+  std::string filter;  // may contain %u and %c
+};
+// Parses "read FILTER", "write FILTER" or "readwrite FILTER"; nullopt when malformed.
+std::optional<AccountRule> parse_account_rule(std::string_view text);
+
+struct Account {
+  std::string name;
+  std::optional<Pbkdf2Hash> password_hash;
+  bool superuser = false;
+  std::vector<AccountRule> rules;
+};
+
+using Fields = std::map<std::string, std::string>;
+// Build entities from a Redis hash; nullopt (with *error set) when a field is missing or malformed.
+std::optional<Product> product_from_fields(const std::string& id, const Fields& f, std::string* error);
+std::optional<Device> device_from_fields(const std::string& product, const std::string& id, const Fields& f,
+                                         std::string* error);
+std::optional<Account> account_from_fields(const std::string& name, const Fields& f, std::string* error);
+
+std::string device_key(std::string_view product, std::string_view device);
+
+// Everything the broker thread needs to authenticate and authorize, in memory.
+class Registry {
+ public:
+  const Product* product(const std::string& id) const;
+  const Device* device(const std::string& product, const std::string& id) const;
+  Device* device_mut(const std::string& product, const std::string& id);
+  const Account* account(const std::string& name) const;
+  // EMU gateways log in with their device uid as username.
+  const Device* emu_device_by_uid(const std::string& uid) const;
+  size_t devices_created_by(const std::string& product, std::string_view origin) const;
+
+  void put_product(Product p);
+  void remove_product(const std::string& id);  // and its devices
+  void put_device(Device d);
+  void remove_device(const std::string& product, const std::string& id);
+  void put_account(Account a);
+  void remove_account(const std::string& name);
+
+  size_t product_count() const { return products_.size(); }
+  size_t device_count() const { return devices_.size(); }
+  size_t account_count() const { return accounts_.size(); }
+  const std::unordered_map<std::string, Device>& devices() const { return devices_; }
+
+ private:
+  std::unordered_map<std::string, Product> products_;
+  std::unordered_map<std::string, Device> devices_;  // key: device_key(product, id)
+  std::unordered_map<std::string, Account> accounts_;
+  std::unordered_map<std::string, std::string> emu_uids_;  // uid -> device_key
+};
+
+}  // namespace iotgate

@@ -1,0 +1,93 @@
+// Redis I/O. Only the plugin's own threads call RedisStore; the broker thread never waits on it.
+#pragma once
+#include <hiredis/hiredis.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "iotgate/config.h"
+#include "iotgate/model.h"
+
+namespace iotgate {
+
+// A write the broker thread asks for. `durable` writes are kept and retried while Redis is unreachable;
+// the others fail at once so a device waiting on them gets a "busy" answer instead of silence.
+struct StoreJob {
+  enum class Type {
+    touch_device,   // fields: last_online / last_offline (kept if larger), activated=1
+    lierda_issue,   // create the device if allowed, give it a secret if it has none, store a session key
+    krt_issue,      // create the device if allowed (auto-create, within the limit), give it a secret if it has none
+  };
+  Type type = Type::touch_device;
+  uint64_t token = 0;  // 0: nobody waits for the result
+  bool durable = false;
+  std::string product, device;
+  Fields fields;                 // touch_device: fields to raise/set; issue: session_* fields to store
+  bool create = false;           // issue: create the device when it is missing
+  std::string origin;            // issue: origin of a created device
+  std::string candidate_secret;  // issue: secret to give a device that has none
+  int64_t limit = 0;             // krt_issue: auto-creation limit (0: none)
+};
+
+struct StoreResult {
+  uint64_t token = 0;
+  bool ok = false;
+  std::string error;  // ok=false: "unavailable", "unknown_product", "unknown_device", "disabled", "limit"
+  std::optional<Fields> device;  // the device as stored after the write
+};
+
+// A change read from the stream: reload of one entity (nullopt = it is gone).
+struct EntityUpdate {
+  enum class Kind { product, device, account } kind = Kind::product;
+  std::string id;  // product id, "product:device", or account name
+  std::optional<Fields> fields;
+};
+
+struct Snapshot {
+  std::unique_ptr<Registry> registry;
+  std::vector<std::string> problems;  // entities skipped because they are malformed
+};
+
+class RedisStore {
+ public:
+  explicit RedisStore(const Config& config);
+  ~RedisStore();
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  bool connected() const { return ctx_ != nullptr; }
+  // Connects (AUTH, SELECT); returns false and sets last_error() when it cannot.
+  bool connect();
+  void disconnect();
+  const std::string& last_error() const { return error_; }
+
+  // Last id of the changes stream ("0-0" when empty); nullopt on failure.
+  std::optional<std::string> last_change_id();
+  // Reads every product, device and account.
+  std::optional<Snapshot> load_all();
+  // Blocks up to block_ms for changes after `after`; advances `after`. nullopt on failure.
+  std::optional<std::vector<EntityUpdate>> read_changes(std::string& after, int block_ms);
+  std::optional<Fields> hgetall(const std::string& key, bool& ok);
+
+  // Runs a job; ok=false with error "unavailable" when Redis failed (the connection is then dropped).
+  StoreResult run(const StoreJob& job);
+
+  std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }
+
+ private:
+  using Reply = std::unique_ptr<redisReply, decltype(&freeReplyObject)>;
+  Reply command(const std::vector<std::string>& argv);
+  std::optional<std::vector<std::string>> smembers(const std::string& key);
+  std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
+  void fail(const std::string& what);
+
+  Config config_;
+  redisContext* ctx_ = nullptr;
+  std::string error_;
+};
+
+}  // namespace iotgate

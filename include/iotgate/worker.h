@@ -1,0 +1,58 @@
+// The plugin's own threads: all Redis I/O happens here, and results go back to the broker thread through
+// drain(), which the adapter calls on every TICK.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "iotgate/config.h"
+#include "iotgate/log.h"
+#include "iotgate/store.h"
+
+namespace iotgate {
+
+struct LogLine {
+  LogLevel level;
+  std::string text;
+};
+using WorkerEvent = std::variant<Snapshot, EntityUpdate, StoreResult, LogLine>;
+
+class StoreWorker {
+ public:
+  explicit StoreWorker(const Config& config);
+  ~StoreWorker();
+  void start();
+  void stop();  // joins both threads
+  void submit(StoreJob job);
+  std::vector<WorkerEvent> drain();
+  size_t held_writes() const;
+  // Writes kept while Redis is unreachable beyond this many are dropped, oldest first, with a warning.
+  static constexpr size_t kMaxHeldWrites = 200000;
+
+ private:
+  void writer_loop();
+  void watcher_loop();
+  void emit(WorkerEvent event);
+  void log(LogLevel level, std::string text) { emit(LogLine{level, std::move(text)}); }
+  bool sleep_unless_stopped(std::chrono::milliseconds d);
+
+  Config config_;
+  std::atomic<bool> stop_{false};
+  std::thread writer_, watcher_;
+
+  mutable std::mutex jobs_mutex_;
+  std::condition_variable jobs_cv_;
+  std::deque<StoreJob> jobs_;
+
+  std::mutex events_mutex_;
+  std::vector<WorkerEvent> events_;
+
+  std::mutex sleep_mutex_;
+  std::condition_variable sleep_cv_;
+};
+
+}  // namespace iotgate

@@ -1,0 +1,222 @@
+// The mosquitto 2.0.11 adapter: entry points and callbacks, translating between the broker and iotgate::Gate.
+// Every callback runs on the broker's thread; Redis I/O runs on StoreWorker's threads and comes back in TICK.
+#include <mosquitto_broker.h>  // before mosquitto_plugin.h: the 2.0.11 headers need this order in C++
+#include <mosquitto_plugin.h>
+#include <mosquitto.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "iotgate/config.h"
+#include "iotgate/gate.h"
+#include "iotgate/log.h"
+#include "iotgate/worker.h"
+
+namespace {
+
+using namespace iotgate;
+
+int to_mosquitto_level(LogLevel level) {
+  switch (level) {
+    case LogLevel::error: return MOSQ_LOG_ERR;
+    case LogLevel::warning: return MOSQ_LOG_WARNING;
+    case LogLevel::notice: return MOSQ_LOG_NOTICE;
+    case LogLevel::info: return MOSQ_LOG_INFO;
+    case LogLevel::debug: return MOSQ_LOG_DEBUG;
+  }
+  return MOSQ_LOG_INFO;
+}
+
+class BrokerEffects : public Effects {
+ public:
+  explicit BrokerEffects(StoreWorker& worker) : worker_(worker) {}
+  void publish_to_client(const std::string& client_id, const std::string& topic, const std::string& payload,
+                         int qos) override {
+    void* buf = mosquitto_malloc(payload.size() ? payload.size() : 1);
+    if (!buf) return;
+    memcpy(buf, payload.data(), payload.size());
+    // With a client id: only that client gets it, with no ACL check, so secrets reach no other subscriber.
+    int rc = mosquitto_broker_publish(client_id.c_str(), topic.c_str(), static_cast<int>(payload.size()), buf, qos,
+                                      false, nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) mosquitto_free(buf);
+  }
+  void kick(const std::string& client_id) override { kicks_.push_back(client_id); }
+  void submit(StoreJob job) override { worker_.submit(std::move(job)); }
+  void run_kicks() {
+    std::vector<std::string> kicks;
+    kicks.swap(kicks_);
+    for (const auto& cid : kicks) mosquitto_kick_client_by_clientid(cid.c_str(), false);
+  }
+
+ private:
+  StoreWorker& worker_;
+  std::vector<std::string> kicks_;
+};
+
+struct Plugin {
+  mosquitto_plugin_id_t* id = nullptr;
+  Config config;
+  Log log{[](LogLevel level, const std::string& text) { mosquitto_log_printf(to_mosquitto_level(level), "%s", text.c_str()); }};
+  std::unique_ptr<StoreWorker> worker;
+  std::unique_ptr<BrokerEffects> effects;
+  std::unique_ptr<Gate> gate;
+};
+Plugin* g_plugin = nullptr;
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string_view or_empty(const char* s) { return s ? std::string_view(s) : std::string_view(); }
+
+// Never let an exception cross into the broker; a failure refuses rather than allows.
+template <typename F>
+int guarded(int on_error, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: internal error: %s", e.what());
+  } catch (...) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: internal error");
+  }
+  return on_error;
+}
+
+int on_basic_auth(int, void* event_data, void*) {
+  auto* ed = static_cast<mosquitto_evt_basic_auth*>(event_data);
+  return guarded(MOSQ_ERR_AUTH, [&] {
+    ClientInfo client;
+    client.client_id = or_empty(mosquitto_client_id(ed->client));
+    if (ed->username) client.username = std::string_view(ed->username);
+    client.address = or_empty(mosquitto_client_address(ed->client));
+    client.handle = ed->client;
+    std::optional<std::string_view> password;
+    if (ed->password) password = std::string_view(ed->password);
+    return g_plugin->gate->authenticate(client, password) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+  });
+}
+
+int on_acl_check(int, void* event_data, void*) {
+  auto* ed = static_cast<mosquitto_evt_acl_check*>(event_data);
+  return guarded(MOSQ_ERR_ACL_DENIED, [&] {
+    Access access;
+    switch (ed->access) {
+      case MOSQ_ACL_READ: access = Access::read; break;
+      case MOSQ_ACL_WRITE: access = Access::write; break;
+      case MOSQ_ACL_SUBSCRIBE: access = Access::subscribe; break;
+      case MOSQ_ACL_UNSUBSCRIBE: access = Access::unsubscribe; break;
+      default: return MOSQ_ERR_ACL_DENIED;
+    }
+    const char* username = mosquitto_client_username(ed->client);
+    std::optional<std::string_view> user;
+    if (username) user = std::string_view(username);
+    bool ok = g_plugin->gate->check_acl(or_empty(mosquitto_client_id(ed->client)), user, access, or_empty(ed->topic));
+    return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+  });
+}
+
+int on_message(int, void* event_data, void*) {
+  auto* ed = static_cast<mosquitto_evt_message*>(event_data);
+  return guarded(MOSQ_ERR_SUCCESS, [&] {
+    std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
+    Verdict v = g_plugin->gate->on_message(or_empty(mosquitto_client_id(ed->client)), or_empty(ed->topic), payload);
+    return v == Verdict::pass ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+  });
+}
+
+int on_disconnect(int, void* event_data, void*) {
+  auto* ed = static_cast<mosquitto_evt_disconnect*>(event_data);
+  return guarded(MOSQ_ERR_SUCCESS, [&] {
+    const char* cid = mosquitto_client_id(ed->client);
+    if (cid) g_plugin->gate->on_disconnect(cid, ed->client);
+    return MOSQ_ERR_SUCCESS;
+  });
+}
+
+int on_tick(int, void*, void*) {
+  return guarded(MOSQ_ERR_SUCCESS, [&] {
+    for (auto& event : g_plugin->worker->drain()) {
+      std::visit(
+          [](auto&& e) {
+            using T = std::decay_t<decltype(e)>;
+            if constexpr (std::is_same_v<T, Snapshot>) g_plugin->gate->on_snapshot(std::move(e));
+            else if constexpr (std::is_same_v<T, EntityUpdate>) g_plugin->gate->on_update(e);
+            else if constexpr (std::is_same_v<T, StoreResult>) g_plugin->gate->on_result(e);
+            else g_plugin->log.write(e.level, e.text);
+          },
+          event);
+    }
+    g_plugin->effects->run_kicks();
+    return MOSQ_ERR_SUCCESS;
+  });
+}
+
+struct Registration {
+  int event;
+  MOSQ_FUNC_generic_callback cb;
+};
+const Registration kCallbacks[] = {
+    {MOSQ_EVT_BASIC_AUTH, on_basic_auth}, {MOSQ_EVT_ACL_CHECK, on_acl_check}, {MOSQ_EVT_MESSAGE, on_message},
+    {MOSQ_EVT_DISCONNECT, on_disconnect}, {MOSQ_EVT_TICK, on_tick},
+};
+
+}  // namespace
+
+extern "C" {
+
+int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
+  for (int i = 0; i < supported_version_count; ++i)
+    if (supported_versions[i] == 5) return 5;
+  return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, struct mosquitto_opt* opts,
+                          int opt_count) {
+  return guarded(MOSQ_ERR_UNKNOWN, [&] {
+    std::vector<std::pair<std::string, std::string>> options;
+    for (int i = 0; i < opt_count; ++i) options.emplace_back(opts[i].key ? opts[i].key : "", opts[i].value ? opts[i].value : "");
+    auto parsed = parse_config(options);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: refusing to start: %s", error->c_str());
+      return MOSQ_ERR_INVAL;
+    }
+    auto plugin = std::make_unique<Plugin>();
+    plugin->id = identifier;
+    plugin->config = std::get<Config>(parsed);
+    plugin->log.set_level(plugin->config.log_level);
+    plugin->log.set_rate(plugin->config.log_burst, plugin->config.log_window);
+    plugin->worker = std::make_unique<StoreWorker>(plugin->config);
+    plugin->effects = std::make_unique<BrokerEffects>(*plugin->worker);
+    plugin->gate = std::make_unique<Gate>(plugin->config, plugin->log, *plugin->effects, unix_now);
+    g_plugin = plugin.release();
+    for (const auto& r : kCallbacks) {
+      if (mosquitto_callback_register(identifier, r.event, r.cb, nullptr, nullptr) != MOSQ_ERR_SUCCESS) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: refusing to start: cannot register callback %d", r.event);
+        return MOSQ_ERR_UNKNOWN;
+      }
+    }
+    g_plugin->worker->start();
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s:%d db %d, key prefix '%s'",
+                         g_plugin->config.redis_host.c_str(), g_plugin->config.redis_port, g_plugin->config.redis_db,
+                         g_plugin->config.key_prefix.c_str());
+    *user_data = g_plugin;
+    return MOSQ_ERR_SUCCESS;
+  });
+}
+
+int mosquitto_plugin_cleanup(void*, struct mosquitto_opt*, int) {
+  if (!g_plugin) return MOSQ_ERR_SUCCESS;
+  for (const auto& r : kCallbacks) mosquitto_callback_unregister(g_plugin->id, r.event, r.cb, nullptr);
+  g_plugin->worker->stop();
+  // Writes still held (Redis unreachable at shutdown) are lost with the process; say how many.
+  size_t held = g_plugin->worker->held_writes();
+  if (held) mosquitto_log_printf(MOSQ_LOG_WARNING, "iotgate: stopping with %zu writes not yet in redis", held);
+  delete g_plugin;
+  g_plugin = nullptr;
+  return MOSQ_ERR_SUCCESS;
+}
+
+}  // extern "C"

@@ -1,0 +1,65 @@
+#include "iotgate/config.h"
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+namespace iotgate {
+namespace {
+bool parse_int(const std::string& s, int64_t lo, int64_t hi, int64_t& out) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size() && out >= lo && out <= hi;
+}
+}  // namespace
+
+std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::string, std::string>>& options) {
+  Config c;
+  using Setter = std::function<bool(const std::string&)>;
+  auto integer = [](auto& field, int64_t lo, int64_t hi) {
+    return Setter([&field, lo, hi](const std::string& v) {
+      int64_t n = 0;
+      if (!parse_int(v, lo, hi, n)) return false;
+      field = static_cast<std::remove_reference_t<decltype(field)>>(n);
+      return true;
+    });
+  };
+  std::map<std::string, std::pair<Setter, const char*>> known = {
+      {"redis_host", {[&](const std::string& v) { c.redis_host = v; return !v.empty(); }, "a host name or address"}},
+      {"redis_port", {integer(c.redis_port, 1, 65535), "a port 1-65535"}},
+      {"redis_db", {integer(c.redis_db, 0, 1000), "a database number"}},
+      {"redis_password", {[&](const std::string& v) { c.redis_password = v; return true; }, "a password"}},
+      {"redis_timeout_ms", {integer(c.redis_timeout_ms, 50, 60000), "milliseconds 50-60000"}},
+      {"key_prefix",
+       {[&](const std::string& v) {
+          c.key_prefix = v;
+          return !v.empty() && v.size() <= 64 && v.find_first_of(" \t\r\n") == std::string::npos;
+        },
+        "1-64 characters without spaces"}},
+      {"clock_skew", {integer(c.clock_skew, 0, 86400), "seconds 0-86400"}},
+      {"session_key_ttl", {integer(c.session_key_ttl, 60, 365LL * 86400), "seconds 60-31536000"}},
+      {"max_payload", {integer(c.max_payload, 256, 16 * 1024 * 1024), "bytes 256-16777216"}},
+      {"log_burst", {integer(c.log_burst, 1, 100000), "a count 1-100000"}},
+      {"log_window", {integer(c.log_window, 1, 3600), "seconds 1-3600"}},
+      {"log_level",
+       {[&](const std::string& v) {
+          static const std::map<std::string, LogLevel> levels = {{"error", LogLevel::error},
+                                                                 {"warning", LogLevel::warning},
+                                                                 {"notice", LogLevel::notice},
+                                                                 {"info", LogLevel::info},
+                                                                 {"debug", LogLevel::debug}};
+          auto it = levels.find(v);
+          if (it == levels.end()) return false;
+          c.log_level = it->second;
+          return true;
+        },
+        "error, warning, notice, info or debug"}},
+  };
+  for (const auto& [name, value] : options) {
+    auto it = known.find(name);
+    if (it == known.end()) return "unknown option plugin_opt_" + name;
+    if (!it->second.first(value)) return "plugin_opt_" + name + " must be " + it->second.second;
+  }
+  return c;
+}
+
+}  // namespace iotgate

@@ -1,0 +1,733 @@
+#include "iotgate/gate.h"
+
+#include <openssl/evp.h>
+
+#include <charconv>
+#include <vector>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "iotgate/crypto.h"
+#include "iotgate/ids.h"
+
+namespace iotgate {
+namespace {
+
+bool parse_i64(std::string_view s, int64_t& out) {
+  if (s.empty()) return false;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  return out;
+}
+
+std::string sha256(std::string_view a, std::string_view b) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, a.data(), a.size());
+  EVP_DigestUpdate(ctx, "\0", 1);
+  EVP_DigestUpdate(ctx, b.data(), b.size());
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string to_json(const rapidjson::Value& v) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  v.Accept(w);
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+// An integer field that devices send either as a number or as a numeric string.
+std::optional<int64_t> lenient_int(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd()) return std::nullopt;
+  if (it->value.IsInt64()) return it->value.GetInt64();
+  int64_t n = 0;
+  if (it->value.IsString() && parse_i64(std::string_view(it->value.GetString(), it->value.GetStringLength()), n))
+    return n;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> string_field(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd() || !it->value.IsString()) return std::nullopt;
+  return std::string_view(it->value.GetString(), it->value.GetStringLength());
+}
+
+// The MessageId / ID of a request as JSON text, echoed in the same JSON type it came in ("null" when absent or
+// neither a number nor a string).
+std::string echo_id(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd() || !(it->value.IsNumber() || it->value.IsString())) return "null";
+  return to_json(it->value);
+}
+
+std::string json_string(std::string_view s) {
+  rapidjson::Value v(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return to_json(v);
+}
+
+bool has_device(SessionKind k) {
+  return k == SessionKind::lierda_v2 || k == SessionKind::krt_device || k == SessionKind::emu_gateway;
+}
+
+}  // namespace
+
+Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
+    : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)) {}
+
+const Identity* Gate::session(const std::string& client_id) const {
+  auto it = sessions_.find(client_id);
+  return it == sessions_.end() ? nullptr : &it->second.identity;
+}
+
+void Gate::refuse_log(const ClientInfo& client, const Refusal& r) {
+  std::string line = "iotgate: login refused: client '" + std::string(client.client_id) + "'";
+  if (client.username) line += " user '" + std::string(*client.username) + "'";
+  if (!client.address.empty()) line += " from " + std::string(client.address);
+  line += ": " + r.reason;
+  log_.limited(LogLevel::notice, r.reason_key, line);
+}
+
+// --- logins ------------------------------------------------------------------------------------------------
+
+// `password` null: resolve the identity from the names alone (ACL checks of wills and retained messages of
+// clients that are gone); otherwise every secret must match.
+Gate::Resolution Gate::resolve(const ClientInfo& client, const std::optional<std::string_view>* password) {
+  std::string_view cid = client.client_id;
+  if (!client.username) return {std::nullopt, {"no-username", "no username"}};
+  std::string_view user = *client.username;
+  if (user.substr(0, 5) == "AUTH-") return resolve_lierda_auth(cid, user, password);
+  if (cid.substr(0, 3) == "V2_") return resolve_lierda_v2(cid, user, password);
+  if (auto krt = resolve_krt(cid, user, password)) return *krt;
+
+  std::string name(user);
+  if (const Account* a = registry_.account(name)) {
+    if (password) {
+      if (!*password || !a->password_hash) return {std::nullopt, {"wrong-password", "wrong password"}};
+      if (!verify_hash("account:" + name, *a->password_hash, **password))
+        return {std::nullopt, {"wrong-password", "wrong password"}};
+    }
+    Identity id;
+    id.kind = SessionKind::account;
+    id.account = name;
+    return {id, {}};
+  }
+  if (const Device* d = registry_.emu_device_by_uid(name)) {
+    const Product* p = registry_.product(d->product);
+    if (!p || p->protocol != Protocol::emu) return {std::nullopt, {"unknown-login", "unknown user"}};
+    if (!p->enabled) return {std::nullopt, {"product-disabled", "product " + p->id + " is disabled"}};
+    if (!d->enabled) return {std::nullopt, {"device-disabled", "device is disabled"}};
+    if (password) {
+      if (!*password || !d->secret_hash) return {std::nullopt, {"wrong-secret", "wrong secret"}};
+      if (!verify_hash("emu:" + name, *d->secret_hash, **password))
+        return {std::nullopt, {"wrong-secret", "wrong secret"}};
+    }
+    Identity id;
+    id.kind = SessionKind::emu_gateway;
+    id.product = p->id;
+    id.device = d->id;
+    id.prefix = emu_prefix(p->emu_namespace, p->id, d->id);
+    return {id, {}};
+  }
+  return {std::nullopt, {"unknown-login", "unknown user"}};
+}
+
+Gate::Resolution Gate::resolve_lierda_auth(std::string_view cid, std::string_view user,
+                                           const std::optional<std::string_view>* password) {
+  // username AUTH-${OpenID}-${ProductID}, client id ${ProductID}-${NodeEui}
+  if (user.size() != 5 + 8 + 1 + 8 || user[13] != '-' || !is_lierda_id(user.substr(5, 8)) ||
+      !is_lierda_id(user.substr(14, 8)))
+    return {std::nullopt, {"malformed-username", "malformed AUTH username"}};
+  std::string openid(user.substr(5, 8)), pid(user.substr(14, 8));
+  if (cid.size() < 9 || cid.substr(0, 8) != pid || cid[8] != '-')
+    return {std::nullopt, {"client-id-mismatch", "client id is not ${ProductID}-${NodeEui} of the username"}};
+  std::string eui(cid.substr(9));
+  if (!is_node_eui(eui)) return {std::nullopt, {"invalid-node-eui", "invalid NodeEui (4-32 letters and digits)"}};
+  const Product* p = registry_.product(pid);
+  if (!p || p->protocol != Protocol::lierda) return {std::nullopt, {"unknown-product", "unknown product " + pid}};
+  if (p->openid != openid) return {std::nullopt, {"openid-mismatch", "OpenID does not own product " + pid}};
+  if (!p->enabled) return {std::nullopt, {"product-disabled", "product " + pid + " is disabled"}};
+  if (password && (!*password || !constant_time_equal(upper(**password), p->product_key)))
+    return {std::nullopt, {"wrong-product-key", "wrong ProductKey"}};
+  if (const Device* d = registry_.device(pid, eui); d && !d->enabled)
+    return {std::nullopt, {"device-disabled", "device " + eui + " is disabled"}};
+  Identity id;
+  id.kind = SessionKind::lierda_auth;
+  id.product = pid;
+  id.device = eui;
+  id.openid = openid;
+  id.prefix = lierda_prefix(openid, pid, eui);
+  return {id, {}};
+}
+
+Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view user,
+                                         const std::optional<std::string_view>* password) {
+  // V2_${ProductID}.${NodeEui}_${type}_${timestamp}
+  std::string_view rest = cid.substr(3);
+  size_t last = rest.rfind('_');
+  size_t mid = last == std::string_view::npos || last == 0 ? std::string_view::npos : rest.rfind('_', last - 1);
+  if (mid == std::string_view::npos || rest.size() < 10 || rest[8] != '.')
+    return {std::nullopt, {"malformed-client-id", "malformed V2 client id"}};
+  std::string pid(rest.substr(0, 8)), eui(rest.substr(9, mid - 9));
+  std::string_view type_text = rest.substr(mid + 1, last - mid - 1), ts_text = rest.substr(last + 1);
+  int64_t ts = 0;
+  if (!is_lierda_id(pid) || (type_text != "0" && type_text != "1") || !parse_i64(ts_text, ts) || ts < 0)
+    return {std::nullopt, {"malformed-client-id", "malformed V2 client id"}};
+  if (!is_node_eui(eui)) return {std::nullopt, {"invalid-node-eui", "invalid NodeEui (4-32 letters and digits)"}};
+  const Product* p = registry_.product(pid);
+  if (!p || p->protocol != Protocol::lierda) return {std::nullopt, {"unknown-product", "unknown product " + pid}};
+  std::string expected_user = p->openid + "-" + pid + "-" + eui;
+  if (user != expected_user)
+    return {std::nullopt, {"username-mismatch", "username is not ${OpenID}-${ProductID}-${NodeEui} of the client id"}};
+  if (!p->enabled) return {std::nullopt, {"product-disabled", "product " + pid + " is disabled"}};
+  const Device* d = registry_.device(pid, eui);
+  if (!d) return {std::nullopt, {"unknown-device", "unknown device " + eui}};
+  if (!d->enabled) return {std::nullopt, {"device-disabled", "device " + eui + " is disabled"}};
+  if (password) {
+    bool type1 = type_text == "1";
+    if (type1) {
+      int64_t now = clock_();
+      if (ts <= d->last_offline)
+        return {std::nullopt,
+                {"stale-timestamp", "type 1 timestamp " + std::to_string(ts) +
+                                        " is not after the device's last offline time " +
+                                        std::to_string(d->last_offline) + " (replayed password?)"}};
+      if (ts > now + config_.clock_skew)
+        return {std::nullopt, {"future-timestamp", "type 1 timestamp " + std::to_string(ts) + " is in the future"}};
+    }
+    auto expected = lierda_v2_password(d->secret, pid, eui, p->product_key, type1 ? std::optional<int64_t>(ts) : std::nullopt);
+    if (!expected) return {std::nullopt, {"no-secret", "device has no DeviceSecret"}};
+    if (!*password || !constant_time_equal(upper(**password), *expected))
+      return {std::nullopt, {"wrong-password", "wrong V2 password"}};
+  }
+  Identity id;
+  id.kind = SessionKind::lierda_v2;
+  id.product = pid;
+  id.device = eui;
+  id.openid = p->openid;
+  id.prefix = lierda_prefix(p->openid, pid, eui);
+  return {id, {}};
+}
+
+std::optional<Gate::Resolution> Gate::resolve_krt(std::string_view cid, std::string_view user,
+                                                  const std::optional<std::string_view>* password) {
+  // client id = ProductID (as the seed says) or ${ProductID}.${DeviceID}; username = DeviceID
+  std::string pid(cid);
+  const Product* p = registry_.product(pid);
+  if (!p || p->protocol != Protocol::krt) {
+    size_t dot = cid.find('.');
+    if (dot == std::string_view::npos) return std::nullopt;
+    pid = std::string(cid.substr(0, dot));
+    p = registry_.product(pid);
+    if (!p || p->protocol != Protocol::krt) return std::nullopt;
+    if (cid.substr(dot + 1) != user)
+      return Resolution{std::nullopt, {"client-id-mismatch", "client id names another device than the username"}};
+  }
+  std::string did(user);
+  if (!is_plain_id(did)) return Resolution{std::nullopt, {"invalid-device-id", "invalid DeviceID"}};
+  if (!p->enabled) return Resolution{std::nullopt, {"product-disabled", "product " + pid + " is disabled"}};
+  const Device* d = registry_.device(pid, did);
+  if (d && !d->enabled) return Resolution{std::nullopt, {"device-disabled", "device " + did + " is disabled"}};
+  Identity id;
+  id.product = pid;
+  id.device = did;
+  id.prefix = krt_prefix(pid, did);
+  bool device_login;
+  if (password) {
+    std::string_view pw = *password ? **password : std::string_view();
+    bool device_secret_ok = d && !d->secret.empty() && *password && constant_time_equal(pw, d->secret);
+    bool product_secret_ok = *password && constant_time_equal(pw, p->product_secret);
+    if (!device_secret_ok && !product_secret_ok) return Resolution{std::nullopt, {"wrong-secret", "wrong secret"}};
+    device_login = device_secret_ok;
+  } else {
+    device_login = d && d->activated;
+  }
+  if (device_login) {
+    id.kind = SessionKind::krt_device;
+    return Resolution{id, {}};
+  }
+  if (!p->dynamic_register)
+    return Resolution{std::nullopt, {"registration-off", "dynamic registration is off for product " + pid}};
+  if (d && d->activated)
+    return Resolution{std::nullopt, {"already-activated", "device " + did + " is already activated"}};
+  if (!d) {
+    if (!p->auto_create) return Resolution{std::nullopt, {"unknown-device", "unknown device " + did}};
+    if (p->limit > 0 && static_cast<int64_t>(registry_.devices_created_by(pid, "auto")) >= p->limit)
+      return Resolution{std::nullopt, {"auto-create-limit", "auto-creation limit of product " + pid + " reached"}};
+  }
+  id.kind = SessionKind::krt_register;
+  return Resolution{id, {}};
+}
+
+bool Gate::verify_hash(const std::string& cache_key, const Pbkdf2Hash& hash, std::string_view password) {
+  std::string material(hash.hash.begin(), hash.hash.end());
+  std::string digest = sha256(material, password);
+  auto it = verified_.find(cache_key);
+  if (it != verified_.end() && constant_time_equal(it->second, digest)) return true;
+  if (!verify_pbkdf2(hash, password)) return false;
+  verified_[cache_key] = std::move(digest);
+  return true;
+}
+
+bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view> password) {
+  if (!loaded_) {
+    refuse_log(client, {"not-loaded", "device data not loaded from Redis yet"});
+    return false;
+  }
+  std::optional<std::string_view> pw = password;
+  Resolution r = resolve(client, &pw);
+  if (!r.identity) {
+    refuse_log(client, r.refusal);
+    return false;
+  }
+  after_login(client, *r.identity);
+  return true;
+}
+
+void Gate::after_login(const ClientInfo& client, const Identity& id) {
+  std::string cid(client.client_id);
+  log_.limited(LogLevel::info, "login",
+               "iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
+                   (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
+  int64_t now = clock_();
+  if (has_device(id.kind)) {
+    if (Device* d = registry_.device_mut(id.product, id.device)) {
+      Fields f{{"last_online", std::to_string(now)}};
+      d->last_online = std::max(d->last_online, now);
+      if (id.kind == SessionKind::krt_device && !d->activated) {
+        d->activated = true;
+        f["activated"] = "1";
+      }
+      touch(id.product, id.device, std::move(f));
+      if (id.kind == SessionKind::lierda_v2) {
+        const Product* p = registry_.product(id.product);
+        if (p && p->encrypted && (d->session_key.empty() || d->session_key_expires <= now))
+          start_rekey(cid, id, *p);
+      }
+    }
+  }
+  sessions_[cid] = Session{id, client.handle};
+}
+
+void Gate::touch(const std::string& product, const std::string& device, Fields fields) {
+  StoreJob job;
+  job.type = StoreJob::Type::touch_device;
+  job.durable = true;
+  job.product = product;
+  job.device = device;
+  job.fields = std::move(fields);
+  effects_.submit(std::move(job));
+}
+
+// --- ACL ---------------------------------------------------------------------------------------------------
+
+bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view> username, Access access,
+                     std::string_view topic) {
+  const Identity* id = nullptr;
+  std::optional<Identity> resolved;
+  auto it = sessions_.find(std::string(client_id));
+  if (it != sessions_.end()) {
+    id = &it->second.identity;
+  } else {
+    // A will after disconnect, or the retained-source check of a client that is gone: judge by the names.
+    ClientInfo c{client_id, username, {}, nullptr};
+    resolved = resolve(c, nullptr).identity;
+    if (resolved) id = &*resolved;
+  }
+  bool allowed = false;
+  if (id) {
+    if (id->kind == SessionKind::account) {
+      const Account* a = registry_.account(id->account);
+      allowed = a && account_allows(*a, client_id, username.value_or(""), access, topic);
+    } else {
+      allowed = device_session_allows(*id, access, topic);
+    }
+  }
+  if (!allowed && access != Access::read)
+    log_.limited(LogLevel::notice, "acl-deny",
+                 std::string("iotgate: denied ") + (access == Access::write ? "publish to '" : "subscribe to '") +
+                     std::string(topic) + "' for client '" + std::string(client_id) + "'" +
+                     (id ? std::string(" (") + to_string(id->kind) + ")" : " (no session)"));
+  return allowed;
+}
+
+// --- messages ----------------------------------------------------------------------------------------------
+
+Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std::string_view payload) {
+  auto it = sessions_.find(std::string(client_id));
+  if (it == sessions_.end()) return Verdict::pass;
+  const Identity& id = it->second.identity;
+  bool handled_topic =
+      (id.kind == SessionKind::lierda_auth && topic == kLierdaAuthTopic) ||
+      (id.kind == SessionKind::krt_register && topic.size() > id.prefix.size() &&
+       topic.substr(0, id.prefix.size()) == id.prefix && topic.substr(id.prefix.size()) == kKrtRegisterPost);
+  if (!handled_topic) return Verdict::pass;
+  if (payload.size() > config_.max_payload) {
+    log_.limited(LogLevel::notice, "oversized",
+                 "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic) +
+                     "' from '" + std::string(client_id) + "': larger than max_payload " +
+                     std::to_string(config_.max_payload));
+    return Verdict::drop;
+  }
+  std::string cid(client_id);
+  Identity copy = id;  // the handlers may change sessions_
+  if (copy.kind == SessionKind::lierda_auth) handle_auth_request(cid, copy, payload);
+  else handle_krt_register(cid, copy, payload);
+  return Verdict::pass;
+}
+
+void Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
+  rapidjson::Document doc;
+  doc.Parse(payload.data(), payload.size());
+  auto drop = [&](const std::string& why) {
+    log_.limited(LogLevel::notice, "bad-auth-request",
+                 "iotgate: auth request from '" + client_id + "' ignored: " + why);
+  };
+  if (doc.HasParseError() || !doc.IsObject()) return drop("not a JSON object");
+  if (lenient_int(doc, "HeaderCtrl") != 1) return drop("HeaderCtrl is not 1");
+  Pending p;
+  p.kind = PendingKind::lierda_auth;
+  p.client_id = client_id;
+  p.product = id.product;
+  p.device = id.device;
+  p.topic = id.prefix + "downlink";
+  p.message_id_json = echo_id(doc, "MessageId");
+  p.created = clock_();
+  auto refuse = [&](int code, const std::string& why) {
+    log_.limited(LogLevel::notice, "auth-request-refused",
+                 "iotgate: auth request from '" + client_id + "' answered with Code " + std::to_string(code) + ": " + why);
+    reply_auth(p, code, nullptr);
+  };
+  if (string_field(doc, "Version") != std::string_view("2.0")) return refuse(6, "Version is not \"2.0\"");
+  auto body = doc.FindMember("Payload");
+  if (body == doc.MemberEnd() || !body->value.IsObject()) return refuse(4, "Payload is not an object");
+  auto openid = string_field(body->value, "OpenID");
+  auto pid = string_field(body->value, "ProductID");
+  auto eui = string_field(body->value, "NodeEui");
+  if (!openid || !pid || !eui) return refuse(4, "Payload lacks OpenID, ProductID or NodeEui");
+  if (!is_node_eui(*eui)) return refuse(4, "invalid NodeEui");
+  if (*pid != id.product || *openid != id.openid || *eui != id.device)
+    return refuse(4, "request names another device than the connection");
+  const Product* product = registry_.product(id.product);
+  if (!product || product->protocol != Protocol::lierda || product->openid != id.openid)
+    return refuse(2, "unknown product");
+  auto type = lenient_int(body->value, "Type");
+  if (type != product->auth_type) return refuse(5, "Type does not match the product's auth type");
+  const Device* d = registry_.device(id.product, id.device);
+  if (d && !d->enabled) return refuse(4, "device is disabled");
+  if (!d && product->auth_type != 0) return refuse(4, "device is not registered");
+  p.include_secret = product->auth_type != 2;  // a one-device-one-secret device already holds its secret
+
+  bool needs_write = !d || d->secret.empty() || product->encrypted;
+  if (!needs_write) return reply_auth(p, 0, d);
+
+  StoreJob job;
+  job.type = StoreJob::Type::lierda_issue;
+  job.token = next_token_++;
+  job.product = id.product;
+  job.device = id.device;
+  job.create = product->auth_type == 0;
+  job.origin = "auth";
+  job.candidate_secret = random_hex(16);
+  if (product->encrypted) {
+    std::string session_id = random_hex(4);
+    uint32_t nonce = 0;
+    Bytes nb = random_bytes(4);
+    for (uint8_t b : nb) nonce = nonce << 8 | b;
+    nonce &= 0x7FFFFFFF;  // a Java int on the device side
+    job.fields = {{"session_id", session_id},
+                  {"nonce", std::to_string(nonce)},
+                  {"session_key", *lierda_session_key(product->product_key, session_id, nonce)},
+                  {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
+  }
+  pending_[job.token] = std::move(p);
+  effects_.submit(std::move(job));
+}
+
+void Gate::reply_auth(const Pending& p, int code, const Device* device) {
+  std::string body = "{\"Code\":" + std::to_string(code);
+  if (code == 0 && device) {
+    if (p.include_secret) body += ",\"DeviceSecret\":" + json_string(device->secret);
+    if (!device->session_id.empty())
+      body += ",\"SessionID\":" + json_string(device->session_id) + ",\"Nonce\":" + std::to_string(device->nonce);
+  }
+  body += "}";
+  std::string msg = "{\"MessageId\":" + p.message_id_json + ",\"HeaderCtrl\":1,\"Payload\":" + body +
+                    ",\"Version\":\"2.0\"}";
+  effects_.publish_to_client(p.client_id, p.topic, msg, 1);
+  if (code == 0)
+    log_.info("iotgate: auth request of '" + p.client_id + "' answered with Code 0" +
+              (p.include_secret ? " and its DeviceSecret" : ""));
+}
+
+void Gate::handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload) {
+  rapidjson::Document doc;
+  doc.Parse(payload.data(), payload.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    log_.limited(LogLevel::notice, "bad-register-request",
+                 "iotgate: register message from '" + client_id + "' ignored: not a JSON object");
+    return;
+  }
+  const Product* product = registry_.product(id.product);
+  Device* d = registry_.device_mut(id.product, id.device);
+  if (!product) return;
+  if (d && d->activated) {
+    log_.limited(LogLevel::notice, "register-after-activation",
+                 "iotgate: register message from '" + client_id + "' not answered: device already activated");
+    return;
+  }
+  auto cmd = lenient_int(doc, "CMD");
+  bool confirm = cmd == 21 || string_field(doc, "BACK") == std::string_view("OK");
+  if (confirm) {
+    if (!d || d->secret.empty()) {
+      log_.limited(LogLevel::notice, "bad-register-request",
+                   "iotgate: registration confirmation from '" + client_id + "' ignored: no secret was issued");
+      return;
+    }
+    d->activated = true;
+    touch(id.product, id.device, {{"activated", "1"}});
+    log_.info("iotgate: KRT device " + id.product + "/" + id.device + " activated; closing its registration session");
+    effects_.kick(client_id);
+    return;
+  }
+  if (cmd && *cmd != 20) {
+    log_.limited(LogLevel::notice, "bad-register-request",
+                 "iotgate: register message from '" + client_id + "' ignored: CMD " + std::to_string(*cmd));
+    return;
+  }
+  Pending p;
+  p.kind = PendingKind::krt_register;
+  p.client_id = client_id;
+  p.product = id.product;
+  p.device = id.device;
+  p.topic = id.prefix + std::string(kKrtRegisterSet);
+  p.message_id_json = echo_id(doc, "ID");
+  p.created = clock_();
+  if (d && !d->secret.empty()) return reply_krt(p, 0, d);  // a repeated request gets the same secret
+  StoreJob job;
+  job.type = StoreJob::Type::krt_issue;
+  job.token = next_token_++;
+  job.product = id.product;
+  job.device = id.device;
+  job.create = !d && product->auto_create;
+  job.origin = "auto";
+  job.candidate_secret = random_hex(16);
+  job.limit = product->limit;
+  pending_[job.token] = std::move(p);
+  effects_.submit(std::move(job));
+}
+
+void Gate::reply_krt(const Pending& p, int code, const Device* device) {
+  // Both spellings of the reply fields, so devices written to either reading of the seed find their secret.
+  std::string msg = "{\"CMD\":20,\"ID\":" + p.message_id_json + ",\"CODE\":" + std::to_string(code);
+  if (code == 0 && device) {
+    std::string s = json_string(device->secret);
+    msg += ",\"DEVICE_SECRET\":" + s + ",\"ProductID\":" + json_string(device->product) +
+           ",\"DeviceID\":" + json_string(device->id) + ",\"DeviceSecret\":" + s;
+  }
+  msg += "}";
+  effects_.publish_to_client(p.client_id, p.topic, msg, 1);
+  log_.info("iotgate: register request of '" + p.client_id + "' answered with CODE " + std::to_string(code));
+}
+
+void Gate::start_rekey(const std::string& client_id, const Identity& id, const Product& product) {
+  std::string session_id = random_hex(4);
+  Bytes nb = random_bytes(4);
+  uint32_t nonce = 0;
+  for (uint8_t b : nb) nonce = nonce << 8 | b;
+  nonce &= 0x7FFFFFFF;
+  StoreJob job;
+  job.type = StoreJob::Type::lierda_issue;
+  job.token = next_token_++;
+  job.product = id.product;
+  job.device = id.device;
+  job.candidate_secret = random_hex(16);  // unused: the device has a secret
+  job.fields = {{"session_id", session_id},
+                {"nonce", std::to_string(nonce)},
+                {"session_key", *lierda_session_key(product.product_key, session_id, nonce)},
+                {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
+  Pending p;
+  p.kind = PendingKind::session_rekey;
+  p.client_id = client_id;
+  p.product = id.product;
+  p.device = id.device;
+  p.topic = id.prefix + "downlink";
+  p.created = clock_();
+  pending_[job.token] = std::move(p);
+  effects_.submit(std::move(job));
+}
+
+void Gate::on_result(const StoreResult& result) {
+  auto it = pending_.find(result.token);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  const Device* d = nullptr;
+  if (result.ok && result.device) {
+    std::string err;
+    if (auto dev = device_from_fields(p.product, p.device, *result.device, &err)) {
+      merge_device(std::move(*dev));
+      d = registry_.device(p.product, p.device);
+    } else {
+      log_.warning("iotgate: stored device is malformed: " + err);
+    }
+  } else if (!result.ok) {
+    log_.limited(LogLevel::warning, "store-refused",
+                 "iotgate: could not store the credentials for '" + p.client_id + "': " + result.error);
+  }
+  switch (p.kind) {
+    case PendingKind::lierda_auth: {
+      int code = result.ok && d ? 0
+                 : result.error == "unknown_product" ? 2
+                 : (result.error == "unknown_device" || result.error == "disabled") ? 4
+                                                                                    : 1;
+      reply_auth(p, code, d);
+      break;
+    }
+    case PendingKind::krt_register: {
+      int code = result.ok && d ? 0
+                 : (result.error == "limit" || result.error == "unknown_device" || result.error == "unknown_product") ? 2
+                 : result.error == "disabled" ? 3
+                                              : 1;
+      reply_krt(p, code, d);
+      break;
+    }
+    case PendingKind::session_rekey:
+      if (d && !d->session_id.empty()) {
+        std::string msg = "{\"MessageId\":" + std::to_string(clock_()) +
+                          ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_string(d->session_id) +
+                          ",\"Nonce\":" + std::to_string(d->nonce) + "},\"Version\":\"2.0\"}";
+        effects_.publish_to_client(p.client_id, p.topic, msg, 1);
+        log_.info("iotgate: sent a new session key (HeaderCtrl 3) to '" + p.client_id + "'");
+      }
+      break;
+  }
+}
+
+// --- disconnects -------------------------------------------------------------------------------------------
+
+void Gate::on_disconnect(std::string_view client_id, const void* handle) {
+  auto it = sessions_.find(std::string(client_id));
+  // A client-id takeover disconnects the old connection after the new one logged in: only its own entry goes.
+  if (it == sessions_.end() || it->second.handle != handle) return;
+  Identity id = std::move(it->second.identity);
+  sessions_.erase(it);
+  if (!has_device(id.kind)) return;
+  int64_t now = clock_();
+  if (Device* d = registry_.device_mut(id.product, id.device)) d->last_offline = std::max(d->last_offline, now);
+  touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
+}
+
+// --- changes from Redis ------------------------------------------------------------------------------------
+
+void Gate::merge_device(Device incoming) {
+  // Login and logout times are written from here and may be ahead of what Redis returned.
+  if (const Device* current = registry_.device(incoming.product, incoming.id)) {
+    incoming.last_online = std::max(incoming.last_online, current->last_online);
+    incoming.last_offline = std::max(incoming.last_offline, current->last_offline);
+    incoming.activated = incoming.activated || current->activated;
+  }
+  registry_.put_device(std::move(incoming));
+}
+
+void Gate::on_snapshot(Snapshot snapshot) {
+  for (const auto& problem : snapshot.problems) log_.warning("iotgate: skipped malformed entry: " + problem);
+  Registry& next = *snapshot.registry;
+  for (const auto& [key, d] : registry_.devices()) {
+    if (Device* n = next.device_mut(d.product, d.id)) {
+      n->last_online = std::max(n->last_online, d.last_online);
+      n->last_offline = std::max(n->last_offline, d.last_offline);
+      n->activated = n->activated || d.activated;
+    }
+  }
+  registry_ = std::move(next);
+  bool first = !loaded_;
+  loaded_ = true;
+  log_.notice("iotgate: " + std::string(first ? "loaded" : "reloaded") + " " +
+              std::to_string(registry_.product_count()) + " products, " + std::to_string(registry_.device_count()) +
+              " devices, " + std::to_string(registry_.account_count()) + " accounts from Redis");
+  revalidate([](const Identity&) { return true; });
+}
+
+void Gate::on_update(const EntityUpdate& u) {
+  std::string err;
+  switch (u.kind) {
+    case EntityUpdate::Kind::product: {
+      if (!u.fields) registry_.remove_product(u.id);
+      else if (auto p = product_from_fields(u.id, *u.fields, &err)) registry_.put_product(std::move(*p));
+      else {
+        log_.warning("iotgate: product change ignored: " + err);
+        return;
+      }
+      revalidate([&](const Identity& id) { return id.product == u.id; });
+      break;
+    }
+    case EntityUpdate::Kind::device: {
+      size_t colon = u.id.find(':');
+      if (colon == std::string::npos) return;
+      std::string product = u.id.substr(0, colon), device = u.id.substr(colon + 1);
+      if (!u.fields) registry_.remove_device(product, device);
+      else if (auto d = device_from_fields(product, device, *u.fields, &err)) merge_device(std::move(*d));
+      else {
+        log_.warning("iotgate: device change ignored: " + err);
+        return;
+      }
+      revalidate([&](const Identity& id) { return id.product == product && id.device == device; });
+      break;
+    }
+    case EntityUpdate::Kind::account: {
+      if (!u.fields) registry_.remove_account(u.id);
+      else if (auto a = account_from_fields(u.id, *u.fields, &err)) registry_.put_account(std::move(*a));
+      else {
+        log_.warning("iotgate: account change ignored: " + err);
+        return;
+      }
+      verified_.erase("account:" + u.id);
+      revalidate([&](const Identity& id) { return id.kind == SessionKind::account && id.account == u.id; });
+      break;
+    }
+  }
+}
+
+std::optional<std::string> Gate::session_invalid_reason(const Identity& id) const {
+  if (id.kind == SessionKind::account) {
+    if (!registry_.account(id.account)) return "account deleted";
+    return std::nullopt;
+  }
+  const Product* p = registry_.product(id.product);
+  if (!p) return "product deleted";
+  if (!p->enabled) return "product disabled";
+  if (id.kind == SessionKind::lierda_auth || id.kind == SessionKind::lierda_v2)
+    if (p->openid != id.openid) return "product changed";
+  const Device* d = registry_.device(id.product, id.device);
+  if (d && !d->enabled) return "device disabled";
+  if (!d && has_device(id.kind)) return "device deleted";
+  if (id.kind == SessionKind::krt_register && !p->dynamic_register) return "dynamic registration turned off";
+  return std::nullopt;
+}
+
+void Gate::revalidate(const std::function<bool(const Identity&)>& in_scope) {
+  std::vector<std::string> kicks;
+  for (const auto& [cid, s] : sessions_) {
+    if (!in_scope(s.identity)) continue;
+    if (auto why = session_invalid_reason(s.identity)) {
+      log_.notice("iotgate: disconnecting '" + cid + "': " + *why);
+      kicks.push_back(cid);
+    }
+  }
+  for (const auto& cid : kicks) effects_.kick(cid);
+}
+
+}  // namespace iotgate

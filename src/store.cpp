@@ -1,0 +1,322 @@
+#include "iotgate/store.h"
+
+#include <sys/time.h>
+
+#include <set>
+
+namespace iotgate {
+namespace {
+
+// Raises last_online / last_offline (never lowers them), sets other fields; a deleted device stays deleted.
+constexpr const char* kTouchScript = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local changed = false
+for i = 2, #ARGV, 2 do
+  local f, v = ARGV[i], ARGV[i + 1]
+  if f == 'last_online' or f == 'last_offline' then
+    local cur = tonumber(redis.call('HGET', KEYS[1], f) or '0') or 0
+    if (tonumber(v) or 0) > cur then redis.call('HSET', KEYS[1], f, v) end
+  elseif redis.call('HGET', KEYS[1], f) ~= v then
+    redis.call('HSET', KEYS[1], f, v)
+    changed = true
+  end
+end
+if changed then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', ARGV[1])
+end
+return 1
+)lua";
+
+// Creates the device when asked and allowed, gives it the candidate secret if it has none, stores extra fields.
+// The secret a device is told is always the one this script leaves in Redis.
+constexpr const char* kIssueScript = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_product'} end
+if redis.call('HGET', KEYS[1], 'enabled') == '0' then return {'disabled'} end
+local now = redis.call('TIME')[1]
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[3] ~= '1' then return {'unknown_device'} end
+  local limit = tonumber(ARGV[6]) or 0
+  if limit > 0 and ARGV[4] == 'auto' then
+    local made = tonumber(redis.call('HGET', KEYS[1], 'auto_created') or '0') or 0
+    if made >= limit then return {'limit'} end
+  end
+  redis.call('HSET', KEYS[2], 'enabled', '1', 'origin', ARGV[4], 'secret', ARGV[5], 'created_at', now)
+  redis.call('SADD', KEYS[3], ARGV[2])
+  if ARGV[4] == 'auto' then redis.call('HINCRBY', KEYS[1], 'auto_created', 1) end
+else
+  if redis.call('HGET', KEYS[2], 'enabled') == '0' then return {'disabled'} end
+  local s = redis.call('HGET', KEYS[2], 'secret')
+  if not s or s == '' then redis.call('HSET', KEYS[2], 'secret', ARGV[5]) end
+end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SETNX', KEYS[5], '1')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', ARGV[1] .. ':' .. ARGV[2])
+return {'ok', redis.call('HGETALL', KEYS[2])}
+)lua";
+
+Fields fields_from_array(const redisReply* r) {
+  Fields f;
+  if (!r || r->type != REDIS_REPLY_ARRAY) return f;
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply* k = r->element[i];
+    const redisReply* v = r->element[i + 1];
+    if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+      f.emplace(std::string(k->str, k->len), std::string(v->str, v->len));
+  }
+  return f;
+}
+
+timeval to_timeval(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
+
+}  // namespace
+
+RedisStore::RedisStore(const Config& config) : config_(config) {}
+RedisStore::~RedisStore() { disconnect(); }
+
+void RedisStore::disconnect() {
+  if (ctx_) redisFree(ctx_);
+  ctx_ = nullptr;
+}
+
+void RedisStore::fail(const std::string& what) {
+  error_ = what;
+  if (ctx_ && ctx_->err) error_ += ": " + std::string(ctx_->errstr);
+  disconnect();
+}
+
+bool RedisStore::connect() {
+  disconnect();
+  ctx_ = redisConnectWithTimeout(config_.redis_host.c_str(), config_.redis_port, to_timeval(config_.redis_timeout_ms));
+  if (!ctx_ || ctx_->err) {
+    error_ = "cannot connect to redis " + config_.redis_host + ":" + std::to_string(config_.redis_port) +
+             (ctx_ ? ": " + std::string(ctx_->errstr) : "");
+    disconnect();
+    return false;
+  }
+  redisSetTimeout(ctx_, to_timeval(config_.redis_timeout_ms));
+  redisEnableKeepAlive(ctx_);
+  if (!config_.redis_password.empty()) {
+    Reply r = command({"AUTH", config_.redis_password});
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      error_ = "redis AUTH failed";  // never echo the password
+      disconnect();
+      return false;
+    }
+  }
+  if (config_.redis_db != 0) {
+    Reply r = command({"SELECT", std::to_string(config_.redis_db)});
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      error_ = "redis SELECT " + std::to_string(config_.redis_db) + " failed";
+      disconnect();
+      return false;
+    }
+  }
+  return true;
+}
+
+RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
+  if (!ctx_) return Reply(nullptr, freeReplyObject);
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
+  if (!r) fail("redis " + argv[0]);
+  return Reply(r, freeReplyObject);
+}
+
+std::optional<std::string> RedisStore::last_change_id() {
+  Reply r = command({"XREVRANGE", key("changes"), "+", "-", "COUNT", "1"});
+  if (!r || r->type != REDIS_REPLY_ARRAY) return std::nullopt;
+  if (r->elements == 0) return std::string("0-0");
+  const redisReply* entry = r->element[0];
+  if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1 || entry->element[0]->type != REDIS_REPLY_STRING)
+    return std::nullopt;
+  return std::string(entry->element[0]->str, entry->element[0]->len);
+}
+
+std::optional<std::vector<std::string>> RedisStore::smembers(const std::string& k) {
+  Reply r = command({"SMEMBERS", k});
+  if (!r || r->type != REDIS_REPLY_ARRAY) return std::nullopt;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r->elements; ++i)
+    if (r->element[i]->type == REDIS_REPLY_STRING) out.emplace_back(r->element[i]->str, r->element[i]->len);
+  return out;
+}
+
+std::optional<std::vector<std::optional<Fields>>> RedisStore::hgetall_many(const std::vector<std::string>& keys) {
+  if (!ctx_) return std::nullopt;
+  std::vector<std::optional<Fields>> out;
+  out.reserve(keys.size());
+  constexpr size_t kBatch = 1000;  // pipelined: one round trip per batch
+  for (size_t start = 0; start < keys.size(); start += kBatch) {
+    size_t end = std::min(keys.size(), start + kBatch);
+    for (size_t i = start; i < end; ++i) {
+      const char* argv[2] = {"HGETALL", keys[i].c_str()};
+      size_t lens[2] = {7, keys[i].size()};
+      if (redisAppendCommandArgv(ctx_, 2, argv, lens) != REDIS_OK) return fail("redis pipeline"), std::nullopt;
+    }
+    for (size_t i = start; i < end; ++i) {
+      void* raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) return fail("redis HGETALL"), std::nullopt;
+      Reply r(static_cast<redisReply*>(raw), freeReplyObject);
+      if (r->type != REDIS_REPLY_ARRAY) return fail("redis HGETALL type"), std::nullopt;
+      if (r->elements == 0) out.emplace_back(std::nullopt);
+      else out.emplace_back(fields_from_array(r.get()));
+    }
+  }
+  return out;
+}
+
+std::optional<Fields> RedisStore::hgetall(const std::string& k, bool& ok) {
+  Reply r = command({"HGETALL", k});
+  ok = r && r->type == REDIS_REPLY_ARRAY;
+  if (!ok || r->elements == 0) return std::nullopt;
+  return fields_from_array(r.get());
+}
+
+std::optional<Snapshot> RedisStore::load_all() {
+  Snapshot snap;
+  snap.registry = std::make_unique<Registry>();
+  auto product_ids = smembers(key("products"));
+  if (!product_ids) return std::nullopt;
+  std::vector<std::string> keys;
+  for (const auto& id : *product_ids) keys.push_back(key("product:" + id));
+  auto products = hgetall_many(keys);
+  if (!products) return std::nullopt;
+  for (size_t i = 0; i < product_ids->size(); ++i) {
+    if (!(*products)[i]) continue;
+    std::string err;
+    auto p = product_from_fields((*product_ids)[i], *(*products)[i], &err);
+    if (!p) {
+      snap.problems.push_back(err);
+      continue;
+    }
+    snap.registry->put_product(std::move(*p));
+    auto device_ids = smembers(key("devices:" + (*product_ids)[i]));
+    if (!device_ids) return std::nullopt;
+    std::vector<std::string> dkeys;
+    for (const auto& d : *device_ids) dkeys.push_back(key("device:" + (*product_ids)[i] + ":" + d));
+    auto devices = hgetall_many(dkeys);
+    if (!devices) return std::nullopt;
+    for (size_t j = 0; j < device_ids->size(); ++j) {
+      if (!(*devices)[j]) continue;
+      auto d = device_from_fields((*product_ids)[i], (*device_ids)[j], *(*devices)[j], &err);
+      if (d) snap.registry->put_device(std::move(*d));
+      else snap.problems.push_back(err);
+    }
+  }
+  auto names = smembers(key("accounts"));
+  if (!names) return std::nullopt;
+  keys.clear();
+  for (const auto& n : *names) keys.push_back(key("account:" + n));
+  auto accounts = hgetall_many(keys);
+  if (!accounts) return std::nullopt;
+  for (size_t i = 0; i < names->size(); ++i) {
+    if (!(*accounts)[i]) continue;
+    std::string err;
+    auto a = account_from_fields((*names)[i], *(*accounts)[i], &err);
+    if (a) snap.registry->put_account(std::move(*a));
+    else snap.problems.push_back(err);
+  }
+  return snap;
+}
+
+std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& after, int block_ms) {
+  if (!ctx_) return std::nullopt;
+  redisSetTimeout(ctx_, to_timeval(block_ms + config_.redis_timeout_ms));
+  Reply r = command({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(block_ms), "STREAMS", key("changes"), after});
+  if (ctx_) redisSetTimeout(ctx_, to_timeval(config_.redis_timeout_ms));
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    if (r) fail("redis XREAD: " + std::string(r->str, r->len));
+    return std::nullopt;
+  }
+  std::vector<EntityUpdate> updates;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return updates;  // timeout: nil
+  const redisReply* stream = r->element[0];
+  if (stream->type != REDIS_REPLY_ARRAY || stream->elements < 2) return updates;
+  const redisReply* entries = stream->element[1];
+  std::set<std::pair<int, std::string>> seen;  // one reload per entity per batch
+  for (size_t i = 0; i < entries->elements; ++i) {
+    const redisReply* e = entries->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
+    after.assign(e->element[0]->str, e->element[0]->len);
+    Fields f = fields_from_array(e->element[1]);
+    EntityUpdate u;
+    const std::string& kind = f["kind"];
+    u.id = f["id"];
+    if (kind == "product") u.kind = EntityUpdate::Kind::product;
+    else if (kind == "device") u.kind = EntityUpdate::Kind::device;
+    else if (kind == "account") u.kind = EntityUpdate::Kind::account;
+    else continue;
+    if (u.id.empty() || !seen.emplace(static_cast<int>(u.kind), u.id).second) continue;
+    updates.push_back(std::move(u));
+  }
+  for (auto& u : updates) {
+    const char* ns = u.kind == EntityUpdate::Kind::product ? "product:"
+                     : u.kind == EntityUpdate::Kind::device ? "device:"
+                                                            : "account:";
+    bool ok = false;
+    u.fields = hgetall(key(ns + u.id), ok);
+    if (!ok) return std::nullopt;
+  }
+  return updates;
+}
+
+StoreResult RedisStore::run(const StoreJob& job) {
+  StoreResult res;
+  res.token = job.token;
+  std::string dkey = key("device:" + job.product + ":" + job.device);
+  Reply r(nullptr, freeReplyObject);
+  if (job.type == StoreJob::Type::touch_device) {
+    std::vector<std::string> argv = {"EVAL", kTouchScript, "2", dkey, key("changes"), job.product + ":" + job.device};
+    for (const auto& [f, v] : job.fields) {
+      argv.push_back(f);
+      argv.push_back(v);
+    }
+    r = command(argv);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      if (r) error_ = std::string(r->str, r->len);
+      res.error = "unavailable";
+      return res;
+    }
+    res.ok = true;
+    return res;
+  }
+  std::vector<std::string> argv = {"EVAL",
+                                   kIssueScript,
+                                   "5",
+                                   key("product:" + job.product),
+                                   dkey,
+                                   key("devices:" + job.product),
+                                   key("changes"),
+                                   key("schema"),
+                                   job.product,
+                                   job.device,
+                                   job.create ? "1" : "0",
+                                   job.origin,
+                                   job.candidate_secret,
+                                   std::to_string(job.limit)};
+  for (const auto& [f, v] : job.fields) {
+    argv.push_back(f);
+    argv.push_back(v);
+  }
+  r = command(argv);
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING) {
+    if (r && r->type == REDIS_REPLY_ERROR) error_ = std::string(r->str, r->len);
+    res.error = "unavailable";
+    return res;
+  }
+  std::string status(r->element[0]->str, r->element[0]->len);
+  if (status != "ok" || r->elements < 2) {
+    res.error = status;
+    return res;
+  }
+  res.ok = true;
+  res.device = fields_from_array(r->element[1]);
+  return res;
+}
+
+}  // namespace iotgate
