@@ -68,7 +68,7 @@ std::optional<AccountRule> parse_account_rule(std::string_view text) {
   else if (access == "write") rule.write = true;
   else if (access == "readwrite") rule.read = rule.write = true;
   else return std::nullopt;
-  if (!is_valid_filter(filter)) return std::nullopt;
+  if (!is_valid_filter(filter) || filter.front() == ' ' || filter.back() == ' ') return std::nullopt;
   rule.filter = std::string(filter);
   return rule;
 }

@@ -1,0 +1,389 @@
+#include <gtest/gtest.h>
+
+#include <rapidjson/document.h>
+
+#include "iotgate/crypto.h"
+#include "iotgate/gate.h"
+
+using namespace iotgate;
+
+namespace {
+constexpr const char* kPid = "AA30C505";
+constexpr const char* kOpenid = "7ED01E2A";
+constexpr const char* kEui = "20MQTTJ000121";
+constexpr const char* kKey = "DB6FACEF35BEBA0517712F0E4BE32936";
+constexpr const char* kSecret = "326086233FAB8A96566796551EB1DFF8";
+constexpr const char* kOpPassHash =
+    "$7$101$P1hOONOJYF3fE6+D$HKKEKSqUBCkMHJ/RkSA4z9hcjwcUFCKHvyqf97jML4yptOGI8dVSioW3CTajP41hTLujHH7Y80NuKCQBI9lMog==";
+
+struct Published {
+  std::string client_id, topic, payload;
+};
+
+struct FakeEffects : Effects {
+  std::vector<Published> published;
+  std::vector<std::string> kicks;
+  std::vector<StoreJob> jobs;
+  void publish_to_client(const std::string& c, const std::string& t, const std::string& p, int) override {
+    published.push_back({c, t, p});
+  }
+  void kick(const std::string& c) override { kicks.push_back(c); }
+  void submit(StoreJob job) override { jobs.push_back(std::move(job)); }
+};
+
+class GateTest : public ::testing::Test {
+ protected:
+  GateTest() : log_([this](LogLevel, const std::string& s) { lines_.push_back(s); }, LogLevel::debug, 1000, 10),
+               gate_(Config{}, log_, effects_, [this] { return now_; }) {}
+
+  void SetUp() override {
+    auto reg = std::make_unique<Registry>();
+    Product lierda;
+    lierda.id = kPid;
+    lierda.protocol = Protocol::lierda;
+    lierda.openid = kOpenid;
+    lierda.product_key = kKey;
+    lierda.auth_type = 1;
+    reg->put_product(lierda);
+    Product free = lierda;
+    free.id = "BB30C505";
+    free.auth_type = 0;
+    reg->put_product(free);
+    Device d;
+    d.product = kPid;
+    d.id = kEui;
+    d.secret = kSecret;
+    reg->put_device(d);
+    Product krt;
+    krt.id = "KP1";
+    krt.protocol = Protocol::krt;
+    krt.product_secret = "prodsecret";
+    krt.dynamic_register = true;
+    krt.auto_create = true;
+    krt.limit = 1;
+    reg->put_product(krt);
+    Device kd;
+    kd.product = "KP1";
+    kd.id = "KD1";
+    kd.secret = "devsecret1";
+    reg->put_device(kd);
+    Product emu;
+    emu.id = "PK1";
+    emu.protocol = Protocol::emu;
+    emu.emu_namespace = "wudun";
+    reg->put_product(emu);
+    Device gw;
+    gw.product = "PK1";
+    gw.id = "gw1";
+    gw.secret_hash = parse_pbkdf2_hash(kOpPassHash);
+    reg->put_device(gw);
+    Account op;
+    op.name = "operator";
+    op.password_hash = parse_pbkdf2_hash(kOpPassHash);
+    op.rules = {*parse_account_rule("read /sys/#")};
+    reg->put_account(op);
+    gate_.on_snapshot(Snapshot{std::move(reg), {}});
+    lines_.clear();
+  }
+
+  bool login(const std::string& cid, std::optional<std::string> user, std::optional<std::string> pw,
+             const void* handle = nullptr) {
+    ClientInfo c;
+    c.client_id = cid;
+    if (user) c.username = *user;
+    c.handle = handle ? handle : &handles_[cid];
+    std::optional<std::string_view> p;
+    if (pw) p = *pw;
+    return gate_.authenticate(c, p);
+  }
+  std::string v2_cid(int type, int64_t ts) {
+    return std::string("V2_") + kPid + "." + kEui + "_" + std::to_string(type) + "_" + std::to_string(ts);
+  }
+  std::string v2_user() { return std::string(kOpenid) + "-" + kPid + "-" + kEui; }
+  std::string v2_pw(std::optional<int64_t> ts) { return *lierda_v2_password(kSecret, kPid, kEui, kKey, ts); }
+  bool logged(const std::string& needle) {
+    for (const auto& l : lines_)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+
+  int64_t now_ = 1700000000;
+  std::vector<std::string> lines_;
+  Log log_;
+  FakeEffects effects_;
+  Gate gate_;
+  std::map<std::string, int> handles_;
+};
+}  // namespace
+
+TEST_F(GateTest, RefusesEverythingBeforeTheFirstLoad) {
+  FakeEffects fx;
+  Gate fresh(Config{}, log_, fx, [] { return int64_t{0}; });
+  ClientInfo c{"V2_x", std::string_view("u"), "", nullptr};
+  EXPECT_FALSE(fresh.authenticate(c, std::string_view("p")));
+  EXPECT_TRUE(logged("not loaded"));
+}
+
+TEST_F(GateTest, LierdaV2Type0SeedVector) {
+  EXPECT_TRUE(login(v2_cid(0, 1675404867), v2_user(), v2_pw(std::nullopt)));
+  ASSERT_TRUE(gate_.session(v2_cid(0, 1675404867)));
+  EXPECT_EQ(gate_.session(v2_cid(0, 1675404867))->prefix, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/");
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  EXPECT_EQ(effects_.jobs[0].fields.at("last_online"), std::to_string(now_));
+  EXPECT_TRUE(effects_.jobs[0].durable);
+}
+
+TEST_F(GateTest, LierdaV2Refusals) {
+  std::string pw0 = v2_pw(std::nullopt);
+  EXPECT_FALSE(login(v2_cid(0, 1), v2_user(), "5EB6"));
+  EXPECT_TRUE(logged("wrong V2 password"));
+  EXPECT_FALSE(login(v2_cid(0, 1), "7ED01E2A-AA30C505-OTHER00001", pw0));
+  EXPECT_TRUE(logged("username is not"));
+  EXPECT_FALSE(login("V2_AA30C505.20MQTTJ000121_2_1", v2_user(), pw0));
+  EXPECT_FALSE(login("V2_AA30C505.20MQTTJ000121_0_x", v2_user(), pw0));
+  EXPECT_FALSE(login("V2_AA30C50520MQTTJ000121_0_1", v2_user(), pw0));
+  EXPECT_TRUE(logged("malformed V2 client id"));
+  EXPECT_FALSE(login("V2_AA30C505.20MQ+TJ000121_0_1", "7ED01E2A-AA30C505-20MQ+TJ000121", pw0));
+  EXPECT_TRUE(logged("invalid NodeEui"));
+  EXPECT_FALSE(login("V2_CC30C505.20MQTTJ000121_0_1", "7ED01E2A-CC30C505-20MQTTJ000121", pw0));
+  EXPECT_TRUE(logged("unknown product"));
+  EXPECT_FALSE(login("V2_AA30C505.20MQTTJ000199_0_1", "7ED01E2A-AA30C505-20MQTTJ000199", pw0));
+  EXPECT_TRUE(logged("unknown device"));
+  EXPECT_FALSE(login(v2_cid(0, 1), v2_user(), std::nullopt));
+  EXPECT_FALSE(login(v2_cid(0, 1), std::nullopt, pw0));
+  for (const auto& l : lines_) EXPECT_EQ(l.find(kSecret), std::string::npos) << "secret leaked: " << l;
+  for (const auto& l : lines_) EXPECT_EQ(l.find(pw0), std::string::npos) << "password leaked: " << l;
+}
+
+TEST_F(GateTest, LierdaV2Type1FreshnessAndReplay) {
+  int64_t ts = now_ - 30;
+  EXPECT_TRUE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+  gate_.on_disconnect(v2_cid(1, ts), &handles_[v2_cid(1, ts)]);
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
+  // The captured password cannot be replayed once the device has gone offline.
+  EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+  EXPECT_TRUE(logged("not after the device's last offline time"));
+  // The same second as the disconnect is not after it either.
+  EXPECT_FALSE(login(v2_cid(1, now_), v2_user(), v2_pw(now_)));
+  now_ += 1;
+  EXPECT_TRUE(login(v2_cid(1, now_), v2_user(), v2_pw(now_)));
+  // Future timestamps beyond the skew are refused; within it accepted.
+  EXPECT_FALSE(login(v2_cid(1, now_ + 61), v2_user(), v2_pw(now_ + 61)));
+  EXPECT_TRUE(logged("in the future"));
+  EXPECT_TRUE(login(v2_cid(1, now_ + 60), v2_user(), v2_pw(now_ + 60)));
+  // A type 1 password does not pass as type 0 and vice versa.
+  EXPECT_FALSE(login(v2_cid(0, now_), v2_user(), v2_pw(now_)));
+  EXPECT_FALSE(login(v2_cid(1, now_), v2_user(), v2_pw(std::nullopt)));
+}
+
+TEST_F(GateTest, TakeoverDisconnectOfOldConnectionKeepsNewSession) {
+  int old_conn = 0, new_conn = 0;
+  std::string cid = v2_cid(0, 1);
+  EXPECT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt), &old_conn));
+  EXPECT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt), &new_conn));
+  gate_.on_disconnect(cid, &old_conn);
+  EXPECT_TRUE(gate_.session(cid));
+  gate_.on_disconnect(cid, &new_conn);
+  EXPECT_FALSE(gate_.session(cid));
+}
+
+TEST_F(GateTest, LierdaAuthLoginAndRefusals) {
+  std::string cid = std::string(kPid) + "-" + kEui, user = std::string("AUTH-") + kOpenid + "-" + kPid;
+  EXPECT_TRUE(login(cid, user, kKey));
+  EXPECT_EQ(gate_.session(cid)->kind, SessionKind::lierda_auth);
+  EXPECT_TRUE(effects_.jobs.empty());  // the AUTH session does not count as the device being online
+  EXPECT_FALSE(login(cid, user, "DB6FACEF35BEBA0517712F0E4BE32937"));
+  EXPECT_TRUE(logged("wrong ProductKey"));
+  EXPECT_FALSE(login(cid, "AUTH-7ED01E2B-AA30C505", kKey));
+  EXPECT_TRUE(logged("OpenID does not own"));
+  EXPECT_FALSE(login("AA30C505-ab", user, kKey));
+  EXPECT_FALSE(login("BB30C505-20MQTTJ000121", user, kKey));
+  EXPECT_TRUE(logged("client id is not"));
+  EXPECT_FALSE(login(cid, "AUTH-7ED01E2A", kKey));
+  EXPECT_TRUE(logged("malformed AUTH username"));
+}
+
+TEST_F(GateTest, AuthExchangeAnswersFromMemoryWithTheSecret) {
+  std::string cid = std::string(kPid) + "-" + kEui;
+  ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
+  std::string req = R"({"MessageId":1231,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":1},"Version":"2.0"})";
+  EXPECT_EQ(gate_.on_message(cid, "/sys/device/auth", req), Verdict::pass);
+  ASSERT_EQ(effects_.published.size(), 1u);
+  EXPECT_EQ(effects_.published[0].client_id, cid);
+  EXPECT_EQ(effects_.published[0].topic, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/downlink");
+  rapidjson::Document doc;
+  doc.Parse(effects_.published[0].payload.c_str());
+  EXPECT_EQ(doc["MessageId"].GetInt(), 1231);
+  EXPECT_EQ(doc["HeaderCtrl"].GetInt(), 1);
+  EXPECT_EQ(doc["Payload"]["Code"].GetInt(), 0);
+  EXPECT_STREQ(doc["Payload"]["DeviceSecret"].GetString(), kSecret);
+  for (const auto& l : lines_) EXPECT_EQ(l.find(kSecret), std::string::npos) << "secret leaked: " << l;
+}
+
+TEST_F(GateTest, AuthExchangeErrorCodes) {
+  std::string cid = std::string(kPid) + "-" + kEui;
+  ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
+  auto code_for = [&](const std::string& req) {
+    effects_.published.clear();
+    gate_.on_message(cid, "/sys/device/auth", req);
+    if (effects_.published.size() != 1) return -1;
+    rapidjson::Document doc;
+    doc.Parse(effects_.published[0].payload.c_str());
+    return doc["Payload"]["Code"].GetInt();
+  };
+  std::string ok_payload = R"("Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":1})";
+  EXPECT_EQ(code_for(R"({"MessageId":"7","HeaderCtrl":1,)" + ok_payload + R"(,"Version":"1.0"})"), 6);
+  EXPECT_EQ(code_for(R"({"MessageId":"7","HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":0},"Version":"2.0"})"), 5);
+  EXPECT_EQ(code_for(R"({"MessageId":"7","HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"OTHERDEVICE1","Type":1},"Version":"2.0"})"), 4);
+  EXPECT_EQ(code_for(R"({"MessageId":"7","HeaderCtrl":1,"Payload":"x","Version":"2.0"})"), 4);
+  // MessageId is echoed in the JSON type it came in.
+  code_for(R"({"MessageId":"7","HeaderCtrl":1,)" + ok_payload + R"(,"Version":"2.0"})");
+  EXPECT_NE(effects_.published[0].payload.find(R"("MessageId":"7")"), std::string::npos);
+  // Not JSON, not an object, wrong HeaderCtrl: ignored with a log line, no reply, no crash.
+  EXPECT_EQ(code_for("{not json"), -1);
+  EXPECT_EQ(code_for("[1,2]"), -1);
+  EXPECT_EQ(code_for(R"({"HeaderCtrl":"x"})"), -1);
+  EXPECT_TRUE(logged("not a JSON object"));
+  EXPECT_EQ(code_for(std::string(70000, '{')), -1);
+  EXPECT_TRUE(logged("larger than max_payload"));
+}
+
+TEST_F(GateTest, AuthExchangeCreatesType0DeviceOnlyAfterTheStoreConfirms) {
+  std::string cid = "BB30C505-NEWDEV01";
+  ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
+  gate_.on_message(cid, "/sys/device/auth",
+                   R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV01","Type":0},"Version":"2.0"})");
+  EXPECT_TRUE(effects_.published.empty());  // nothing is told before the secret is stored
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  const StoreJob& job = effects_.jobs[0];
+  EXPECT_EQ(job.type, StoreJob::Type::lierda_issue);
+  EXPECT_TRUE(job.create);
+  EXPECT_FALSE(job.durable);
+  // The store keeps an existing secret: the reply carries what the store returned.
+  gate_.on_result(StoreResult{job.token, true, "", Fields{{"enabled", "1"}, {"secret", "00112233445566778899AABBCCDDEEFF"}}});
+  ASSERT_EQ(effects_.published.size(), 1u);
+  EXPECT_NE(effects_.published[0].payload.find("00112233445566778899AABBCCDDEEFF"), std::string::npos);
+  EXPECT_TRUE(gate_.registry().device("BB30C505", "NEWDEV01"));
+}
+
+TEST_F(GateTest, AuthExchangeAnswersBusyWhenTheStoreIsDown) {
+  std::string cid = "BB30C505-NEWDEV02";
+  ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
+  gate_.on_message(cid, "/sys/device/auth",
+                   R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV02","Type":0},"Version":"2.0"})");
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  gate_.on_result(StoreResult{effects_.jobs[0].token, false, "unavailable", std::nullopt});
+  ASSERT_EQ(effects_.published.size(), 1u);
+  EXPECT_NE(effects_.published[0].payload.find(R"("Code":1)"), std::string::npos);
+  EXPECT_EQ(effects_.published[0].payload.find("DeviceSecret"), std::string::npos);
+  EXPECT_FALSE(gate_.registry().device("BB30C505", "NEWDEV02"));
+}
+
+TEST_F(GateTest, KrtDeviceAndRegistrationLogins) {
+  EXPECT_TRUE(login("KP1", "KD1", "devsecret1"));
+  EXPECT_EQ(gate_.session("KP1")->kind, SessionKind::krt_device);
+  EXPECT_TRUE(gate_.registry().device("KP1", "KD1")->activated);  // a device login activates
+  EXPECT_TRUE(login("KP1.KD1", "KD1", "devsecret1"));
+  EXPECT_FALSE(login("KP1.KD2", "KD1", "devsecret1"));
+  EXPECT_TRUE(logged("names another device"));
+  EXPECT_FALSE(login("KP1", "KD1", "wrong"));
+  EXPECT_TRUE(logged("wrong secret"));
+  // Registration is refused once activated.
+  EXPECT_FALSE(login("KP1", "KD1", "prodsecret"));
+  EXPECT_TRUE(logged("already activated"));
+  // Unknown device: auto-creation (limit 1).
+  EXPECT_TRUE(login("KP1.NEW1", "NEW1", "prodsecret"));
+  EXPECT_EQ(gate_.session("KP1.NEW1")->kind, SessionKind::krt_register);
+  EXPECT_FALSE(login("KP1.NEW1", "NEW1", "devsecret1"));
+}
+
+TEST_F(GateTest, KrtRegistrationExchange) {
+  ASSERT_TRUE(login("KP1.NEW1", "NEW1", "prodsecret"));
+  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post",
+                   R"({"CMD":20,"ID":"abc","PRODUCT_ID":"KP1","DEVICE_ID":"NEW1"})");
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  const StoreJob job = effects_.jobs[0];
+  EXPECT_EQ(job.type, StoreJob::Type::krt_issue);
+  EXPECT_TRUE(job.create);
+  EXPECT_EQ(job.limit, 1);
+  gate_.on_result(StoreResult{job.token, true, "",
+                              Fields{{"enabled", "1"}, {"origin", "auto"}, {"secret", job.candidate_secret}}});
+  ASSERT_EQ(effects_.published.size(), 1u);
+  EXPECT_EQ(effects_.published[0].topic, "/sys/KP1/NEW1/thing/register/set");
+  EXPECT_NE(effects_.published[0].payload.find(R"("ID":"abc")"), std::string::npos);
+  EXPECT_NE(effects_.published[0].payload.find(R"("CODE":0)"), std::string::npos);
+  EXPECT_NE(effects_.published[0].payload.find(job.candidate_secret), std::string::npos);
+  // A repeated request gets the same secret, from memory.
+  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"abd"})");
+  ASSERT_EQ(effects_.published.size(), 2u);
+  EXPECT_NE(effects_.published[1].payload.find(job.candidate_secret), std::string::npos);
+  // Confirmation activates and closes the registration session.
+  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":21,"ID":"abd","BACK":"OK"})");
+  EXPECT_TRUE(gate_.registry().device("KP1", "NEW1")->activated);
+  ASSERT_EQ(effects_.kicks.size(), 1u);
+  EXPECT_EQ(effects_.kicks[0], "KP1.NEW1");
+  // After activation: no answer.
+  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"x"})");
+  EXPECT_EQ(effects_.published.size(), 2u);
+  // Auto-creation limit (1) now reached for another unknown device.
+  EXPECT_FALSE(login("KP1.NEW2", "NEW2", "prodsecret"));
+  EXPECT_TRUE(logged("auto-creation limit"));
+}
+
+TEST_F(GateTest, AccountsAndEmuGateways) {
+  EXPECT_TRUE(login("app-1", "operator", "s3cret-pass"));
+  EXPECT_TRUE(gate_.check_acl("app-1", "operator", Access::subscribe, "/sys/#"));
+  EXPECT_FALSE(gate_.check_acl("app-1", "operator", Access::write, "/sys/x"));
+  EXPECT_TRUE(login("app-2", "operator", "s3cret-pass"));  // second time from the verified cache
+  EXPECT_FALSE(login("app-3", "operator", "wrong"));
+  EXPECT_TRUE(login("gw1", "gw1", "s3cret-pass"));
+  EXPECT_EQ(gate_.session("gw1")->prefix, "v1/wudun/PK1/gw1/");
+  EXPECT_FALSE(login("gw1", "gw1", "nope"));
+  EXPECT_FALSE(login("x", "nobody", "pw"));
+  EXPECT_TRUE(logged("unknown user"));
+}
+
+TEST_F(GateTest, AclFallsBackToNamesForClientsWithoutSession) {
+  // A will published after the DISCONNECT event, or a retained message re-checked after its publisher left.
+  std::string cid = v2_cid(0, 1);
+  EXPECT_TRUE(gate_.check_acl(cid, v2_user(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/uplink"));
+  EXPECT_FALSE(gate_.check_acl(cid, v2_user(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000122/uplink"));
+  EXPECT_FALSE(gate_.check_acl("nobody", std::nullopt, Access::write, "a"));
+}
+
+TEST_F(GateTest, ChangesKickSessionsThatLostTheirRight) {
+  ASSERT_TRUE(login(v2_cid(0, 1), v2_user(), v2_pw(std::nullopt)));
+  ASSERT_TRUE(login("app-1", "operator", "s3cret-pass"));
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, std::string(kPid) + ":" + kEui,
+                               Fields{{"enabled", "0"}, {"secret", kSecret}}});
+  ASSERT_EQ(effects_.kicks.size(), 1u);
+  EXPECT_EQ(effects_.kicks[0], v2_cid(0, 1));
+  gate_.on_disconnect(v2_cid(0, 1), &handles_[v2_cid(0, 1)]);
+  EXPECT_FALSE(login(v2_cid(0, 2), v2_user(), v2_pw(std::nullopt)));
+  EXPECT_TRUE(logged("is disabled"));
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::account, "operator", std::nullopt});
+  ASSERT_EQ(effects_.kicks.size(), 2u);
+  EXPECT_EQ(effects_.kicks[1], "app-1");
+  EXPECT_FALSE(login("app-1", "operator", "s3cret-pass"));
+  // A new device arriving through the change stream can log in at once.
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, std::string(kPid) + ":NEWDEV9",
+                               Fields{{"enabled", "1"}, {"secret", kSecret}}});
+  std::string pw = *lierda_v2_password(kSecret, kPid, "NEWDEV9", kKey, std::nullopt);
+  EXPECT_TRUE(login("V2_AA30C505.NEWDEV9_0_1", "7ED01E2A-AA30C505-NEWDEV9", pw));
+}
+
+TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
+  int64_t ts = now_ - 5;
+  ASSERT_TRUE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+  gate_.on_disconnect(v2_cid(1, ts), &handles_[v2_cid(1, ts)]);
+  // Redis came back without the held write applied yet: the memory's later offline time must survive.
+  auto reg = std::make_unique<Registry>();
+  reg->put_product(*gate_.registry().product(kPid));
+  Device d;
+  d.product = kPid;
+  d.id = kEui;
+  d.secret = kSecret;
+  reg->put_device(d);
+  gate_.on_snapshot(Snapshot{std::move(reg), {}});
+  EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+}
