@@ -1,0 +1,17 @@
+-- product delete: ARGV[2] product id. Removes the product hash, every device hash of it, its devices
+-- set, the emu_uid keys its devices own, and its entry in the products set; one change entry.
+local function main()
+  local id, h = get_product(ARGV[2])
+  for _, did in ipairs(redis.call('SMEMBERS', k_devices(id))) do
+    redis.call('DEL', k_device(id, did))
+    if h.protocol == 'emu' and redis.call('GET', k_emu_uid(did)) == id then
+      redis.call('DEL', k_emu_uid(did))
+    end
+  end
+  redis.call('DEL', k_devices(id), k_product(id))
+  redis.call('SREM', k_products(), id)
+  changed('product', id)
+  return jobj({ deleted = id })
+end
+
+return run(main)
