@@ -1,0 +1,154 @@
+// Options, Redis unreachable at start, Redis killed / stalled / restarted, broker restarted.
+#include "stack.h"
+
+namespace iotgate::test {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(PluginOptions, InvalidOrUnknownOptionRefusesToStart) {
+  for (auto [opts, message] : std::vector<std::pair<std::map<std::string, std::string>, std::string>>{
+           {{{"redis_port", "notaport"}}, "plugin_opt_redis_port must be a port"},
+           {{{"redis_hots", "127.0.0.1"}}, "unknown option plugin_opt_redis_hots"},
+           {{{"log_level", "chatty"}}, "plugin_opt_log_level must be"},
+           {{{"clock_skew", "-5"}}, "plugin_opt_clock_skew must be"}}) {
+    Broker broker(opts);
+    bool started = true;
+    try {
+      broker.start();
+    } catch (const std::exception&) {
+      started = false;
+    }
+    if (started) EXPECT_TRUE(broker.wait_for_log("never", milliseconds(500)) || !broker.running());
+    EXPECT_FALSE(broker.running()) << message;
+    std::string all = broker.log() + read_file(broker.output_path());
+    EXPECT_NE(all.find("iotgate: refusing to start: " + message), std::string::npos) << all;
+  }
+}
+
+TEST(RedisAtStart, UnreachableRedisIsNotFatalAndTheDataLoadsWhenItComes) {
+  RedisServer redis;
+  Broker broker({{"redis_port", std::to_string(redis.port())}, {"redis_timeout_ms", "300"}});
+  broker.start();  // Redis is not running yet
+  EXPECT_TRUE(broker.wait_for_log("cannot load from redis", std::chrono::seconds(5)));
+  EXPECT_TRUE(broker.running());
+  V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
+  {
+    MqttClient dev(c.client_id);
+    EXPECT_EQ(dev.connect(broker.port(), c.username, c.password), 135);
+    EXPECT_TRUE(broker.wait_for_log("device data not loaded from Redis yet"));
+  }
+  redis.start();
+  ASSERT_EQ(run_cli(redis, {"product", "add", "lierda", "--openid", kOpenid, "--product-id", kPid, "--product-key",
+                            kKey, "--auth-type", "1"}).exit_code, 0);
+  ASSERT_EQ(run_cli(redis, {"device", "add", "lierda", "--product-id", kPid, "--node-eui", kEui, "--secret", kSecret})
+                .exit_code, 0);
+  EXPECT_TRUE(broker.wait_for_log("iotgate: loaded", std::chrono::seconds(10)));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int rc = -1;
+  while (rc != 0 && std::chrono::steady_clock::now() < deadline) {
+    MqttClient dev(c.client_id);
+    rc = dev.connect(broker.port(), c.username, c.password);
+  }
+  EXPECT_EQ(rc, 0);
+}
+
+class RedisOutageTest : public StackTest {
+ protected:
+  void seed() override {
+    add_lierda_product(kPid, 1);
+    add_lierda_device(kPid, kEui, kSecret);
+    cli({"account", "add", "app", "--password", "app-pw", "--allow", "read /sys/#"});
+  }
+  const std::string uplink = "/sys/" + kOpenid + "/" + kPid + "/" + kEui + "/uplink";
+  const std::string device_key = "iotgate:device:" + kPid + ":" + kEui;
+};
+
+TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLandWhenItReturns) {
+  auto app = connect("app-1", "app", "app-pw");
+  ASSERT_LT(app->subscribe("/sys/#", 1), 128);
+  redis.kill();
+  EXPECT_TRUE(log_has("lost redis|redis unreachable", std::chrono::seconds(5)));
+  int64_t ts = unix_now() - 1;
+  {
+    V2Creds c = v2_creds(kPid, kEui, kSecret, 1, ts);
+    auto t0 = std::chrono::steady_clock::now();
+    auto dev = connect_v2(c);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(1000));
+    EXPECT_EQ(dev->publish(uplink, "while-redis-down", 1), 0);
+    EXPECT_TRUE(app->wait_message(uplink));
+    dev->disconnect();
+  }
+  // The offline time was recorded in memory: the password cannot be replayed even with Redis gone.
+  V2Creds replay = v2_creds(kPid, kEui, kSecret, 1, ts);
+  connect_v2(replay, 135);
+  std::this_thread::sleep_for(milliseconds(300));
+  redis.start();  // same port, data from the AOF
+  EXPECT_TRUE(log_has("redis reachable again|iotgate: reloaded", std::chrono::seconds(10)));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string offline;
+  while (std::chrono::steady_clock::now() < deadline) {
+    offline = redis.cli({"HGET", device_key, "last_offline"});
+    if (!offline.empty() && std::stoll(offline) >= ts) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_FALSE(offline.empty()) << "held write never applied";
+  EXPECT_GE(std::stoll(offline), ts);
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:product:" + kPid, "protocol"}), "lierda");  // nothing stored was lost
+  connect_v2(replay, 135);
+  // And the plugin follows changes again.
+  cli({"device", "disable", kPid, kEui});
+  std::this_thread::sleep_for(milliseconds(1100));
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, unix_now()), 135);
+}
+
+// Redis frozen (SIGSTOP): every Redis call would hang, so if anything on the broker thread waited for Redis,
+// logins and publishes would stall. They must stay fast.
+TEST_F(RedisOutageTest, StalledRedisNeverStallsTheBroker) {
+  auto app = connect("app-1", "app", "app-pw");
+  ASSERT_LT(app->subscribe("/sys/#", 1), 128);
+  redis.pause();
+  auto worst = milliseconds(0);
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, i));
+    EXPECT_EQ(dev->publish(uplink, "m" + std::to_string(i), 1), 0);
+    EXPECT_TRUE(app->wait_message(uplink));
+    dev->disconnect();
+    worst = std::max(worst, std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0));
+  }
+  redis.resume();
+  // Generous bound: a broker thread waiting on Redis would take redis_timeout_ms (300 ms) or forever.
+  EXPECT_LT(worst, milliseconds(250)) << "a login+publish round took " << worst.count() << " ms with Redis stalled";
+  EXPECT_TRUE(broker->running());
+}
+
+TEST_F(RedisOutageTest, BrokerRestartLosesNothing) {
+  int64_t ts = unix_now() - 1;
+  {
+    auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts));
+    dev->disconnect();
+  }
+  std::this_thread::sleep_for(milliseconds(300));
+  size_t from = broker->log_size();
+  broker->restart();
+  ASSERT_TRUE(broker->wait_for_log("iotgate: loaded 1 products, 1 devices, 1 accounts", std::chrono::seconds(10), from));
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts), 135);
+  auto app = connect("app-1", "app", "app-pw");
+  EXPECT_TRUE(app->connected());
+}
+
+TEST_F(RedisOutageTest, RedisRestartWithDevicesConnected) {
+  auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
+  auto app = connect("app-1", "app", "app-pw");
+  ASSERT_LT(app->subscribe("/sys/#", 1), 128);
+  size_t from = broker->log_size();
+  redis.restart();
+  EXPECT_TRUE(broker->wait_for_log("iotgate: reloaded", std::chrono::seconds(10), from));
+  EXPECT_TRUE(dev->connected());
+  EXPECT_EQ(dev->publish(uplink, "after-restart", 1), 0);
+  EXPECT_TRUE(app->wait_message(uplink));
+}
+
+}  // namespace
+}  // namespace iotgate::test
