@@ -102,24 +102,27 @@ TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLand
   connect_v2(v2_creds(kPid, kEui, kSecret, 1, unix_now()), 135);
 }
 
-// Redis frozen (SIGSTOP): every Redis call would hang, so if anything on the broker thread waited for Redis,
-// logins and publishes would stall. They must stay fast.
-TEST_F(RedisOutageTest, StalledRedisNeverStallsTheBroker) {
+// Redis frozen (SIGSTOP) with a 60 s command timeout: any Redis call on the broker thread would freeze the whole
+// broker for a minute. Logins, publishes and deliveries must go on (each step has the harness's 5 s timeout).
+class StalledRedisTest : public RedisOutageTest {
+ protected:
+  std::map<std::string, std::string> plugin_options() override { return {{"redis_timeout_ms", "60000"}}; }
+};
+
+TEST_F(StalledRedisTest, StalledRedisNeverStallsTheBroker) {
   auto app = connect("app-1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   redis.pause();
-  auto worst = milliseconds(0);
   for (int i = 0; i < 20; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
     auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, i));
+    ASSERT_TRUE(dev->connected()) << "login " << i << " stalled";
     EXPECT_EQ(dev->publish(uplink, "m" + std::to_string(i), 1), 0);
     EXPECT_TRUE(app->wait_message(uplink));
     dev->disconnect();
-    worst = std::max(worst, std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0));
   }
+  // A refused login and an ACL denial are answered as well.
+  connect_v2(v2_creds(kPid, kEui, "00000000000000000000000000000000", 0, 1), 135);
   redis.resume();
-  // Generous bound: a broker thread waiting on Redis would take redis_timeout_ms (300 ms) or forever.
-  EXPECT_LT(worst, milliseconds(250)) << "a login+publish round took " << worst.count() << " ms with Redis stalled";
   EXPECT_TRUE(broker->running());
 }
 
