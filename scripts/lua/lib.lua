@@ -272,4 +272,322 @@ local function account_json(name, h)
   }, { 'name', 'superuser', 'rules', 'created_at' })
 end
 
+-- ----------------------------------------------------------------------------------- OTA
+-- Upgrade tasks (seed 002): keys and helpers shared by the task_*, emu_* and ask-firmware scripts.
+-- A message that starts with 'usage: ' is a bad argument (the CLI exits 2 for it, 1 otherwise).
+local function bad_arg(msg) fail('usage: ' .. msg) end
+
+local function k_ota(rest) return P .. 'ota:' .. rest end
+local function k_task(id) return k_ota('task:' .. id) end
+local function k_unique(pid, ttype, identify, from)
+  return k_ota('unique:' .. pid .. ':' .. ttype .. ':' .. identify .. ':' .. from)
+end
+local function k_version(pid, did) return k_ota('version:' .. pid .. ':' .. did) end
+local function k_commands() return P .. 'commands' end
+
+local TASK_TYPES = { wifi = true, mcu = true, ['sub-device'] = true }
+local PROGRESS_STATES = { 'pending', 'notified', 'acked', 'succeeded', 'failed', 'timed_out' }
+
+-- a task id: a positive decimal integer
+local function is_task_id(s) return is_str(s) and #s <= 15 and s:match('^[1-9]%d*$') ~= nil end
+-- a non-negative decimal integer without leading zeros, at most `digits` digits
+local function is_uint(s, digits)
+  return is_str(s) and #s <= (digits or 15) and (s == '0' or s:match('^[1-9]%d*$') ~= nil)
+end
+-- a version: 1-64 printable ASCII characters, no spaces (compared as an exact string)
+local function is_version(s) return is_str(s) and #s >= 1 and #s <= 64 and s:match('^[!-~]+$') ~= nil end
+-- identify (the module): 1-64 of A-Z a-z 0-9 _ . - ('updated_at' is a field of the version hash)
+local function is_identify(s)
+  return is_str(s) and #s >= 1 and #s <= 64 and s:match('^[A-Za-z0-9_%.%-]+$') ~= nil and s ~= 'updated_at'
+end
+local function is_url(s)
+  return is_str(s) and #s <= 2048 and s:match('^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$') ~= nil
+end
+-- an operator / reviewer name: 1-64 of A-Z a-z 0-9 _ - . @
+local function is_member(s) return is_account_name(s) end
+
+-- --type: wifi, mcu, sub-device, or the seed's numbers 1, 2, 3; nil when invalid
+local function task_type_arg(s)
+  local alias = { ['1'] = 'wifi', ['2'] = 'mcu', ['3'] = 'sub-device' }
+  s = alias[s] or s
+  return TASK_TYPES[s] and s or nil
+end
+
+-- --identify of a task of type `ttype`: required for mcu / sub-device; absent (or 0, the seed's
+-- value for wifi) means 'default' for wifi. Fails on a bad value.
+local function identify_arg(ttype, s)
+  if s == nil or s == '' then
+    if ttype ~= 'wifi' then bad_arg('--identify is required for type ' .. ttype .. ' (the MCU / sub-device module)') end
+    return 'default'
+  end
+  if ttype == 'wifi' and s == '0' then return 'default' end
+  if not is_identify(s) then bad_arg('invalid --identify: 1-64 of A-Z a-z 0-9 _ . - (not updated_at)') end
+  return s
+end
+
+-- number of characters of valid UTF-8 text without control characters; nil when it is not such text
+local function text_len(s)
+  if not is_str(s) then return nil end
+  local n, i, len = 0, 1, #s
+  while i <= len do
+    local c = s:byte(i)
+    local extra, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then
+      if c < 0x20 or c == 0x7F then return nil end
+    elseif c >= 0xC2 and c <= 0xDF then extra = 1
+    elseif c >= 0xE0 and c <= 0xEF then
+      extra = 2
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      extra = 3
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else
+      return nil
+    end
+    for j = i + 1, i + extra do
+      local b = s:byte(j)
+      if not b or b < lo or b > hi then return nil end
+      lo, hi = 0x80, 0xBF
+    end
+    i = i + extra + 1
+    n = n + 1
+  end
+  return n
+end
+
+-- comma-separated ids -> list (order kept, duplicates dropped); fails on an empty or invalid id
+local function split_ids(s, what)
+  local list, seen = {}, {}
+  if not is_str(s) or s == '' then return list end
+  for id in (s .. ','):gmatch('([^,]*),') do
+    check(is_ident(id), 'invalid ' .. what .. " '" .. id .. "': 1-64 of A-Z a-z 0-9 _ -")
+    if not seen[id] then
+      seen[id] = true
+      list[#list + 1] = id
+    end
+  end
+  return list
+end
+
+-- redis TIME -> seconds, microseconds
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]), tonumber(t[2])
+end
+
+-- Unix seconds (+ microseconds) -> yyyy-MM-dd'T'HH:mm:ss.SS'Z' (UTC, hundredths of a second)
+local function iso_time(sec, usec)
+  local days = math.floor(sec / 86400)
+  local rem = sec - days * 86400
+  -- proleptic Gregorian calendar from a day count (the 400-year era method)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%02dZ', year, month, day,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, math.floor((usec or 0) / 10000))
+end
+
+-- FNV-1a 32-bit of a string (the gray-release hash; exact in Lua's doubles)
+local function fnv1a(s)
+  local h = 2166136261
+  for i = 1, #s do
+    h = bit.bxor(h, s:byte(i)) % 4294967296
+    h = ((h % 256) * 16777216 + h * 403) % 4294967296
+  end
+  return h
+end
+
+-- a JSON array of strings stored in a hash field -> list (empty on anything else)
+local function decode_list(s)
+  local ok, v = pcall(cjson.decode, s or '[]')
+  local list = {}
+  if ok and type(v) == 'table' then
+    for _, x in ipairs(v) do
+      if type(x) == 'string' then list[#list + 1] = x end
+    end
+  end
+  return list
+end
+
+-- the task `ref`; returns id, hash; fails when unknown
+local function get_task(ref)
+  check(is_task_id(ref), 'invalid task id: a positive integer')
+  local h = hgetall(k_task(ref))
+  check(h.id ~= nil, "unknown task '" .. ref .. "'")
+  return ref, h
+end
+
+-- device ids in the task's scope: the listed devices that are still devices of the product
+-- (category 1), or every device of the product (category 0); sorted
+local function task_scope(h)
+  local out = {}
+  if h.scope_category == '1' then
+    for _, did in ipairs(decode_list(h.device_list)) do
+      if redis.call('SISMEMBER', k_devices(h.product_id), did) == 1 then out[#out + 1] = did end
+    end
+    table.sort(out)
+  else
+    out = sorted_members(k_devices(h.product_id))
+  end
+  return out
+end
+
+-- device id -> progress state, for every device with a progress entry
+local function task_states(id)
+  local states = {}
+  for did, js in pairs(hgetall(k_ota('progress:' .. id))) do
+    local ok, v = pcall(cjson.decode, js)
+    states[did] = (ok and type(v) == 'table' and type(v.state) == 'string') and v.state or 'unknown'
+  end
+  return states
+end
+
+-- devices in scope whose version for the task's module is from_version and that have not succeeded
+local function task_surplus(id, h, states)
+  states = states or task_states(id)
+  local n = 0
+  for _, did in ipairs(task_scope(h)) do
+    if states[did] ~= 'succeeded' and redis.call('HGET', k_version(h.product_id, did), h.identify) == h.from_version then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local TASK_LEAD = { 'id', 'product_id', 'name', 'description', 'from_version', 'from_version_url',
+  'from_version_md5', 'from_version_size', 'target_version', 'target_version_url', 'target_version_md5',
+  'target_version_size', 'upgrade_count', 'surplus_count', 'status', 'type', 'identify', 'task_type',
+  'scope', 'tag_type', 'audit_member_id', 'create_time', 'approved', 'created_at' }
+
+-- the task as JSON: stored fields as strings, scope as {"category":..,"device_list":[..]}, plus `extra`
+local function task_json(h, extra)
+  local t = {}
+  for k, v in pairs(h) do
+    if k ~= 'scope_category' and k ~= 'device_list' then t[k] = v end
+  end
+  t.scope = { raw = jobj({ category = h.scope_category or '0',
+    device_list = { raw = jstr_array(decode_list(h.device_list)) } }, { 'category', 'device_list' }) }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return jobj(t, TASK_LEAD)
+end
+
+-- append an entry to the task's operation log
+local function oplog(id, operator, action, detail, sec, usec)
+  check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
+  redis.call('RPUSH', k_ota('oplog:' .. id), jobj({ time = iso_time(sec, usec), operator = operator,
+    action = action, detail = detail }, { 'time', 'operator', 'action', 'detail' }))
+end
+
+-- append an OTA log entry (status 1 sent, 2 done); returns its JSON
+local function ota_log(pid, task, did, status, mac, sn, sec, usec)
+  local id = redis.call('INCR', k_ota('log_seq'))
+  local js = jobj({ id = id, product_id = pid, task_id = task, device_id = did, device_mac = mac or '',
+    device_sn = sn or '', status = status, execute_time = iso_time(sec, usec) },
+    { 'id', 'product_id', 'task_id', 'device_id', 'device_mac', 'device_sn', 'status', 'execute_time' })
+  redis.call('RPUSH', k_ota('logs'), js)
+  redis.call('LTRIM', k_ota('logs'), -100000, -1)
+  return js
+end
+
+-- a request for the plugin; returns the stream entry id
+local function command(...)
+  return redis.call('XADD', k_commands(), 'MAXLEN', '~', '10000', '*', ...)
+end
+
+-- a decoded JSON scalar as a string (numbers as their decimal form); nil for anything else
+local function scalar(v)
+  local t = type(v)
+  if t == 'string' then return v end
+  if t == 'number' then
+    if v == math.floor(v) and math.abs(v) < 1e15 then return string.format('%d', v) end
+    return string.format('%.14g', v)
+  end
+  return nil
+end
+
+-- compare two strings: as numbers when both are decimal numbers, else byte-wise; -1, 0 or 1
+local function compare(a, b)
+  local na = a:match('^%-?%d+%.?%d*$') and tonumber(a)
+  local nb = b:match('^%-?%d+%.?%d*$') and tonumber(b)
+  if na and nb then
+    if na < nb then return -1 elseif na > nb then return 1 else return 0 end
+  end
+  if a < b then return -1 elseif a > b then return 1 else return 0 end
+end
+
+-- SQL-like match, ASCII case-insensitive: '%' matches any run of characters; a pattern without '%'
+-- matches anywhere (a substring)
+local function like(value, pat)
+  value, pat = value:lower(), pat:lower()
+  if not pat:find('%', 1, true) then return value:find(pat, 1, true) ~= nil end
+  local parts = {}
+  for part in (pat .. '%'):gmatch('([^%%]*)%%') do parts[#parts + 1] = part end
+  local first, last = parts[1], parts[#parts]
+  if value:sub(1, #first) ~= first then return false end
+  local pos = #first + 1
+  for i = 2, #parts - 1 do
+    if parts[i] ~= '' then
+      local _, e = value:find(parts[i], pos, true)
+      if not e then return false end
+      pos = e + 1
+    end
+  end
+  return #value - #last + 1 >= pos and value:sub(#value - #last + 1) == last
+end
+
+-- decode a JSON object given by the operator (--query / --order); {} when empty
+local function json_arg(s, what)
+  if not is_str(s) or s == '' then return {} end
+  local ok, v = pcall(cjson.decode, s)
+  if not ok or type(v) ~= 'table' or (next(v) ~= nil and #v > 0) then
+    bad_arg('invalid ' .. what .. ': expected a JSON object')
+  end
+  return v
+end
+
+-- --order {"field":"asc|desc",...} -> list of {field, descending}, in the order written
+local function order_arg(s, allowed)
+  local v = json_arg(s, '--order')
+  local keys = {}
+  for k, dir in pairs(v) do
+    if type(k) ~= 'string' or not allowed[k] then bad_arg('--order: unknown field ' .. tostring(k)) end
+    if dir ~= 'asc' and dir ~= 'desc' then bad_arg('--order: ' .. k .. ' must be "asc" or "desc"') end
+    local pos = s:find('"' .. k .. '"%s*:')
+    keys[#keys + 1] = { field = k, desc = dir == 'desc', pos = pos or 0 }
+  end
+  table.sort(keys, function(a, b) return a.pos < b.pos end)
+  return keys
+end
+
+-- --offset / --limit
+local function paging(offset, limit)
+  offset = (offset == nil or offset == '') and '0' or offset
+  limit = (limit == nil or limit == '') and '10' or limit
+  if not is_uint(offset, 9) then bad_arg('invalid --offset: a non-negative integer') end
+  if not is_uint(limit, 4) or tonumber(limit) < 1 or tonumber(limit) > 1000 then
+    bad_arg('invalid --limit: 1-1000')
+  end
+  return tonumber(offset), tonumber(limit)
+end
+
+-- the EMU product named by --product-key (namespace wudun) or --tenant (user); returns its hash
+local function get_emu_product(ns, pref)
+  check(ns == 'wudun' or ns == 'user', 'invalid EMU namespace: wudun or user')
+  check(is_ident(pref), 'invalid EMU ' .. (ns == 'wudun' and 'product key' or 'tenant') .. ': 1-64 of A-Z a-z 0-9 _ -')
+  check(exists(k_product(pref)), "unknown product '" .. pref .. "'")
+  local product = hgetall(k_product(pref))
+  check(product.protocol == 'emu', "product '" .. pref .. "' is a " .. tostring(product.protocol) .. ' product, not emu')
+  if product.namespace ~= ns then
+    fail("EMU product '" .. pref .. "' has namespace " .. tostring(product.namespace) .. ' (use ' ..
+      (product.namespace == 'user' and '--tenant' or '--product-key') .. ')')
+  end
+  return product
+end
+
 -- ----------------------------------------------------------------------------------- command
