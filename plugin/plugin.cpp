@@ -43,6 +43,14 @@ class BrokerEffects : public Effects {
                                       false, nullptr);
     if (rc != MOSQ_ERR_SUCCESS) mosquitto_free(buf);
   }
+  void publish(const std::string& topic, const std::string& payload, int qos) override {
+    void* buf = mosquitto_malloc(payload.size() ? payload.size() : 1);
+    if (!buf) return;
+    memcpy(buf, payload.data(), payload.size());
+    int rc = mosquitto_broker_publish(nullptr, topic.c_str(), static_cast<int>(payload.size()), buf, qos, false,
+                                      nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) mosquitto_free(buf);
+  }
   void kick(const std::string& client_id) override { kicks_.push_back(client_id); }
   void submit(StoreJob job) override { worker_.submit(std::move(job)); }
   void run_kicks() {
@@ -145,10 +153,12 @@ int on_tick(int, void*, void*) {
             if constexpr (std::is_same_v<T, Snapshot>) g_plugin->gate->on_snapshot(std::move(e));
             else if constexpr (std::is_same_v<T, EntityUpdate>) g_plugin->gate->on_update(e);
             else if constexpr (std::is_same_v<T, StoreResult>) g_plugin->gate->on_result(e);
+            else if constexpr (std::is_same_v<T, Command>) g_plugin->gate->on_command(e);
             else g_plugin->log.write(e.level, e.text);
           },
           event);
     }
+    g_plugin->gate->tick();
     g_plugin->effects->run_kicks();
     return MOSQ_ERR_SUCCESS;
   });

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <charconv>
+#include <set>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -11,6 +12,7 @@
 
 #include "iotgate/crypto.h"
 #include "iotgate/ids.h"
+#include "iotgate/topic.h"
 
 namespace iotgate {
 namespace {
@@ -85,7 +87,8 @@ bool has_device(SessionKind k) {
 }  // namespace
 
 Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
-    : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)) {}
+    : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)),
+      ota_(config_, log_, effects_, clock_) {}
 
 const Identity* Gate::session(const std::string& client_id) const {
   auto it = sessions_.find(client_id);
@@ -318,7 +321,7 @@ void Gate::after_login(const ClientInfo& client, const Identity& id) {
       }
     }
   }
-  sessions_[cid] = Session{id, client.handle};
+  sessions_[cid] = Session{id, client.handle, wall_ms()};
 }
 
 void Gate::touch(const std::string& product, const std::string& device, Fields fields) {
@@ -369,11 +372,21 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
   auto it = sessions_.find(std::string(client_id));
   if (it == sessions_.end()) return Verdict::pass;
   const Identity& id = it->second.identity;
-  bool handled_topic =
-      (id.kind == SessionKind::lierda_auth && topic == kLierdaAuthTopic) ||
-      (id.kind == SessionKind::krt_register && topic.size() > id.prefix.size() &&
-       topic.substr(0, id.prefix.size()) == id.prefix && topic.substr(id.prefix.size()) == kKrtRegisterPost);
-  if (!handled_topic) return Verdict::pass;
+  // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
+  enum class Handler { none, lierda_auth, krt_register, lierda_ota, krt_ota, emu_result } handler = Handler::none;
+  std::string_view suffix;
+  if (id.kind == SessionKind::lierda_auth) {
+    if (topic == kLierdaAuthTopic) handler = Handler::lierda_auth;
+  } else if (topic.size() > id.prefix.size() && topic.substr(0, id.prefix.size()) == id.prefix) {
+    suffix = topic.substr(id.prefix.size());
+    if (id.kind == SessionKind::krt_register && suffix == kKrtRegisterPost) handler = Handler::krt_register;
+    else if (id.kind == SessionKind::lierda_v2 && (suffix == "firmware_report" || suffix == "ota_notify_ack"))
+      handler = Handler::lierda_ota;
+    else if (id.kind == SessionKind::krt_device && suffix == "ota/post") handler = Handler::krt_ota;
+    else if (id.kind == SessionKind::emu_gateway && classify_emu_suffix(suffix) == Flow::device_to_platform)
+      handler = Handler::emu_result;
+  }
+  if (handler == Handler::none) return Verdict::pass;
   if (payload.size() > config_.max_payload) {
     log_.limited(LogLevel::notice, "oversized",
                  "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic) +
@@ -383,9 +396,87 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
   }
   std::string cid(client_id);
   Identity copy = id;  // the handlers may change sessions_
-  if (copy.kind == SessionKind::lierda_auth) handle_auth_request(cid, copy, payload);
-  else handle_krt_register(cid, copy, payload);
-  return Verdict::pass;
+  int64_t started_ms = it->second.started_ms;
+  bool accepted = true;
+  switch (handler) {
+    case Handler::lierda_auth: handle_auth_request(cid, copy, payload); break;
+    case Handler::krt_register: handle_krt_register(cid, copy, payload); break;
+    case Handler::lierda_ota: {
+      const Product* p = registry_.product(copy.product);
+      const Device* d = registry_.device(copy.product, copy.device);
+      if (!p || !d) return Verdict::drop;
+      accepted = ota_.on_lierda(cid, copy, *p, *d, suffix, payload, started_ms);
+      break;
+    }
+    case Handler::krt_ota: accepted = ota_.on_krt(cid, copy, payload, started_ms); break;
+    case Handler::emu_result: {
+      std::string_view name = suffix.substr(4, suffix.size() - 4 - 7);  // ota/<name>/result
+      accepted = ota_.on_emu(cid, copy, name, payload);
+      break;
+    }
+    case Handler::none: break;
+  }
+  return accepted ? Verdict::pass : Verdict::drop;
+}
+
+void Gate::ask_firmware(const std::string& product, const std::string& device) {
+  for (const auto& [cid, s] : sessions_) {
+    if (s.identity.kind != SessionKind::lierda_v2 || s.identity.product != product || s.identity.device != device)
+      continue;
+    effects_.publish_to_client(cid, s.identity.prefix + "ask_firmware",
+                               "{\"MessageId\":" + std::to_string(clock_()) +
+                                   ",\"HeaderCtrl\":13,\"Payload\":{},\"Version\":\"2.0\"}",
+                               1);
+    log_.info("iotgate: asked " + product + "/" + device + " for its firmware version (HeaderCtrl 13)");
+  }
+}
+
+void Gate::on_command(const Command& command) {
+  auto get = [&](const char* f) {
+    auto it = command.fields.find(f);
+    return it == command.fields.end() ? std::string() : it->second;
+  };
+  std::string kind = get("kind");
+  if (kind == "ask_firmware") {
+    ask_firmware(get("product"), get("device"));
+  } else if (kind == "push") {
+    std::vector<std::string> devices;
+    std::string list = get("devices");
+    for (size_t start = 0; start < list.size();) {
+      size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > start) devices.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    std::string task_id = get("task");
+    auto marked = ota_.push(task_id, devices);
+    const OtaTask* t = ota_.task(task_id);
+    if (!t || marked.empty()) return;
+    // Ask the online ones to report now, so the push reaches them without waiting for their next report.
+    std::set<std::string> asked;
+    for (const auto& [cid, s] : sessions_) {
+      if (s.identity.kind != SessionKind::lierda_v2 || s.identity.product != t->product) continue;
+      if (ota_.is_pushed(task_id, s.identity.device) && asked.insert(s.identity.device).second)
+        ask_firmware(t->product, s.identity.device);
+    }
+  } else if (kind == "publish") {
+    std::string topic = get("topic");
+    if (!is_valid_topic(topic)) {
+      log_.warning("iotgate: publish command with an invalid topic ignored");
+      return;
+    }
+    effects_.publish(topic, get("payload"), 1);
+    log_.info("iotgate: published a command on '" + topic + "'");
+  } else {
+    log_.warning("iotgate: unknown command '" + kind + "' ignored");
+  }
+}
+
+void Gate::tick() {
+  int64_t now = clock_();
+  if (now == last_sweep_) return;
+  last_sweep_ = now;
+  ota_.sweep_timeouts();
 }
 
 void Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
@@ -653,6 +744,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
     }
   }
   registry_ = std::move(next);
+  ota_.load(std::move(snapshot.ota));
   bool first = !loaded_;
   loaded_ = true;
   log_.notice("iotgate: " + std::string(first ? "loaded" : "reloaded") + " " +
@@ -687,6 +779,9 @@ void Gate::on_update(const EntityUpdate& u) {
       revalidate([&](const Identity& id) { return id.product == product && id.device == device; });
       break;
     }
+    case EntityUpdate::Kind::task:
+      ota_.on_task(u.id, u.fields);
+      break;
     case EntityUpdate::Kind::account: {
       if (!u.fields) registry_.remove_account(u.id);
       else if (auto a = account_from_fields(u.id, *u.fields, &err)) registry_.put_account(std::move(*a));

@@ -54,6 +54,45 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id',
 return {'ok', redis.call('HGETALL', KEYS[2])}
 )lua";
 
+// Records a device's OTA progress once (a repeated write is a no-op), counts a success once, appends the OTA log.
+// A deleted task gets nothing.
+constexpr const char* kProgressScript = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+if prev == ARGV[2] then return 0 end
+local was_success = false
+if prev then
+  local ok, old = pcall(cjson.decode, prev)
+  if ok and type(old) == 'table' and old.state == 'succeeded' then was_success = true end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[4] == '1' and not was_success then redis.call('HINCRBY', KEYS[1], 'upgrade_count', 1) end
+if ARGV[3] ~= '0' then
+  local id = redis.call('INCR', KEYS[4])
+  redis.call('RPUSH', KEYS[3], cjson.encode({id = id, product_id = ARGV[5], task_id = ARGV[6], device_id = ARGV[1],
+    device_mac = '', device_sn = '', status = tonumber(ARGV[3]), execute_time = ARGV[7]}))
+  redis.call('LTRIM', KEYS[3], -100000, -1)
+end
+return 1
+)lua";
+
+// Merges each sub-device's new result into the one stored.
+constexpr const char* kEmuResultScript = R"lua(
+for i = 1, #ARGV, 2 do
+  local merged = cjson.decode(ARGV[i + 1])
+  local prev = redis.call('HGET', KEYS[1], ARGV[i])
+  if prev then
+    local ok, old = pcall(cjson.decode, prev)
+    if ok and type(old) == 'table' then
+      for k, v in pairs(merged) do old[k] = v end
+      merged = old
+    end
+  end
+  redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(merged))
+end
+return 1
+)lua";
+
 Fields fields_from_array(const redisReply* r) {
   Fields f;
   if (!r || r->type != REDIS_REPLY_ARRAY) return f;
@@ -127,8 +166,11 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
   return Reply(r, freeReplyObject);
 }
 
-std::optional<std::string> RedisStore::last_change_id() {
-  Reply r = command({"XREVRANGE", key("changes"), "+", "-", "COUNT", "1"});
+std::optional<std::string> RedisStore::last_change_id() { return last_stream_id(key("changes")); }
+std::optional<std::string> RedisStore::last_command_id() { return last_stream_id(key("commands")); }
+
+std::optional<std::string> RedisStore::last_stream_id(const std::string& stream) {
+  Reply r = command({"XREVRANGE", stream, "+", "-", "COUNT", "1"});
   if (!r || r->type != REDIS_REPLY_ARRAY) return std::nullopt;
   if (r->elements == 0) return std::string("0-0");
   const redisReply* entry = r->element[0];
@@ -221,43 +263,87 @@ std::optional<Snapshot> RedisStore::load_all() {
     if (a) snap.registry->put_account(std::move(*a));
     else snap.problems.push_back(err);
   }
+  if (!load_ota(snap.ota, snap.problems)) return std::nullopt;
   return snap;
 }
 
-std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& after, int block_ms) {
+bool RedisStore::load_ota(OtaData& ota, std::vector<std::string>& problems) {
+  auto ids = smembers(key("ota:tasks"));
+  if (!ids) return false;
+  std::vector<std::string> keys;
+  for (const auto& id : *ids) keys.push_back(key("ota:task:" + id));
+  auto tasks = hgetall_many(keys);
+  if (!tasks) return false;
+  keys.clear();
+  for (const auto& id : *ids) keys.push_back(key("ota:progress:" + id));
+  auto progress = hgetall_many(keys);
+  if (!progress) return false;
+  for (size_t i = 0; i < ids->size(); ++i) {
+    const std::string& id = (*ids)[i];
+    if (!(*tasks)[i]) continue;
+    std::string err;
+    auto t = ota_task_from_fields(id, *(*tasks)[i], &err);
+    if (!t) {
+      problems.push_back(err);
+      continue;
+    }
+    ota.tasks.push_back(std::move(*t));
+    if ((*progress)[i])
+      for (const auto& [device, json] : *(*progress)[i])
+        if (auto p = ota_progress_from_json(json)) ota.progress[id][device] = std::move(*p);
+    auto pushed = smembers(key("ota:pushed:" + id));
+    if (!pushed) return false;
+    if (!pushed->empty()) ota.pushed[id].insert(pushed->begin(), pushed->end());
+  }
+  return true;
+}
+
+std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& after, std::string& commands_after,
+                                                                  int block_ms, std::vector<Command>& commands) {
   if (!ctx_) return std::nullopt;
   redisSetTimeout(ctx_, to_timeval(block_ms + config_.redis_timeout_ms));
-  Reply r = command({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(block_ms), "STREAMS", key("changes"), after});
+  Reply r = command({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(block_ms), "STREAMS", key("changes"),
+                     key("commands"), after, commands_after});
   if (ctx_) redisSetTimeout(ctx_, to_timeval(config_.redis_timeout_ms));
   if (!r || r->type == REDIS_REPLY_ERROR) {
     if (r) fail("redis XREAD: " + std::string(r->str, r->len));
     return std::nullopt;
   }
   std::vector<EntityUpdate> updates;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return updates;  // timeout: nil
-  const redisReply* stream = r->element[0];
-  if (stream->type != REDIS_REPLY_ARRAY || stream->elements < 2) return updates;
-  const redisReply* entries = stream->element[1];
+  if (r->type != REDIS_REPLY_ARRAY) return updates;  // timeout: nil
   std::set<std::pair<int, std::string>> seen;  // one reload per entity per batch
-  for (size_t i = 0; i < entries->elements; ++i) {
-    const redisReply* e = entries->element[i];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
-    after.assign(e->element[0]->str, e->element[0]->len);
-    Fields f = fields_from_array(e->element[1]);
-    EntityUpdate u;
-    const std::string& kind = f["kind"];
-    u.id = f["id"];
-    if (kind == "product") u.kind = EntityUpdate::Kind::product;
-    else if (kind == "device") u.kind = EntityUpdate::Kind::device;
-    else if (kind == "account") u.kind = EntityUpdate::Kind::account;
-    else continue;
-    if (u.id.empty() || !seen.emplace(static_cast<int>(u.kind), u.id).second) continue;
-    updates.push_back(std::move(u));
+  for (size_t s = 0; s < r->elements; ++s) {
+    const redisReply* stream = r->element[s];
+    if (stream->type != REDIS_REPLY_ARRAY || stream->elements < 2 || stream->element[0]->type != REDIS_REPLY_STRING)
+      continue;
+    bool is_commands = std::string(stream->element[0]->str, stream->element[0]->len) == key("commands");
+    const redisReply* entries = stream->element[1];
+    for (size_t i = 0; i < entries->elements; ++i) {
+      const redisReply* e = entries->element[i];
+      if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
+      (is_commands ? commands_after : after).assign(e->element[0]->str, e->element[0]->len);
+      Fields f = fields_from_array(e->element[1]);
+      if (is_commands) {
+        commands.push_back(Command{std::move(f)});
+        continue;
+      }
+      EntityUpdate u;
+      const std::string& kind = f["kind"];
+      u.id = f["id"];
+      if (kind == "product") u.kind = EntityUpdate::Kind::product;
+      else if (kind == "device") u.kind = EntityUpdate::Kind::device;
+      else if (kind == "account") u.kind = EntityUpdate::Kind::account;
+      else if (kind == "task") u.kind = EntityUpdate::Kind::task;
+      else continue;
+      if (u.id.empty() || !seen.emplace(static_cast<int>(u.kind), u.id).second) continue;
+      updates.push_back(std::move(u));
+    }
   }
   for (auto& u : updates) {
     const char* ns = u.kind == EntityUpdate::Kind::product ? "product:"
                      : u.kind == EntityUpdate::Kind::device ? "device:"
-                                                            : "account:";
+                     : u.kind == EntityUpdate::Kind::account ? "account:"
+                                                              : "ota:task:";
     bool ok = false;
     u.fields = hgetall(key(ns + u.id), ok);
     if (!ok) return std::nullopt;
@@ -275,6 +361,49 @@ StoreResult RedisStore::run(const StoreJob& job) {
     for (const auto& [f, v] : job.fields) {
       argv.push_back(f);
       argv.push_back(v);
+    }
+    r = command(argv);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      if (r) error_ = std::string(r->str, r->len);
+      res.error = "unavailable";
+      return res;
+    }
+    res.ok = true;
+    return res;
+  }
+  if (job.type != StoreJob::Type::lierda_issue && job.type != StoreJob::Type::krt_issue) {
+    std::vector<std::string> argv;
+    auto get = [&](const char* f) {
+      auto it = job.fields.find(f);
+      return it == job.fields.end() ? std::string() : it->second;
+    };
+    switch (job.type) {
+      case StoreJob::Type::ota_version:
+        argv = {"HSET", key("ota:version:" + job.product + ":" + job.device)};
+        for (const auto& [f, v] : job.fields) {
+          argv.push_back(f);
+          argv.push_back(v);
+        }
+        break;
+      case StoreJob::Type::ota_progress:
+        argv = {"EVAL", kProgressScript, "4", key("ota:task:" + get("task")), key("ota:progress:" + get("task")),
+                key("ota:logs"), key("ota:log_seq"), job.device, get("progress"), get("log_status"),
+                get("count_success"), job.product, get("task"), get("execute_time")};
+        break;
+      case StoreJob::Type::emu_result:
+        argv = {"EVAL", kEmuResultScript, "1", key("emu:result:" + job.product + ":" + job.device)};
+        for (const auto& [f, v] : job.fields) {
+          argv.push_back(f);
+          argv.push_back(v);
+        }
+        break;
+      case StoreJob::Type::ota_pushed:
+        argv = {"SADD", key("ota:pushed:" + get("task"))};
+        for (const auto& [f, v] : job.fields)
+          if (f != "task") argv.push_back(v);
+        break;
+      default:
+        break;
     }
     r = command(argv);
     if (!r || r->type == REDIS_REPLY_ERROR) {

@@ -140,7 +140,9 @@ void StoreWorker::watcher_loop() {
     }
     // Read the stream position first, so changes made during the load are replayed after it.
     auto position = store.last_change_id();
-    std::optional<Snapshot> snapshot = position ? store.load_all() : std::nullopt;
+    // Commands given while no plugin was listening are stale: start after the newest one.
+    auto commands_position = position ? store.last_command_id() : std::nullopt;
+    std::optional<Snapshot> snapshot = commands_position ? store.load_all() : std::nullopt;
     if (!snapshot) {
       sleep_unless_stopped(retry);
       continue;
@@ -148,15 +150,17 @@ void StoreWorker::watcher_loop() {
     reported_down = false;
     retry = kRetryMin;
     emit(std::move(*snapshot));
-    std::string after = *position;
+    std::string after = *position, commands_after = *commands_position;
     while (!stop_) {
-      auto updates = store.read_changes(after, 500);
+      std::vector<Command> commands;
+      auto updates = store.read_changes(after, commands_after, 500, commands);
       if (!updates) {
         log(LogLevel::warning, "iotgate: lost redis (" + store.last_error() + "); will reload when it returns");
         reported_down = true;
         break;
       }
       for (auto& u : *updates) emit(std::move(u));
+      for (auto& c : commands) emit(std::move(c));
     }
   }
 }

@@ -12,6 +12,7 @@
 #include "iotgate/identity.h"
 #include "iotgate/log.h"
 #include "iotgate/model.h"
+#include "iotgate/ota.h"
 #include "iotgate/store.h"
 
 namespace iotgate {
@@ -23,6 +24,8 @@ class Effects {
   // Sends a message to one client only, whatever it subscribed to (mosquitto_broker_publish with a client id).
   virtual void publish_to_client(const std::string& client_id, const std::string& topic, const std::string& payload,
                                  int qos) = 0;
+  // Normal fan-out to the subscribers of `topic` (each READ-checked), not retained.
+  virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
   // Disconnects a client; the adapter does it on the next tick, never inside the callback that asked.
   virtual void kick(const std::string& client_id) = 0;
   // Hands a write to the store threads; its StoreResult comes back through Gate::on_result when token != 0.
@@ -52,16 +55,21 @@ class Gate {
   void on_snapshot(Snapshot snapshot);
   void on_update(const EntityUpdate& update);
   void on_result(const StoreResult& result);
+  void on_command(const Command& command);
+  // Periodic work on the broker thread (OTA timeouts); the adapter calls it on every TICK.
+  void tick();
 
   bool loaded() const { return loaded_; }
   size_t session_count() const { return sessions_.size(); }
   const Registry& registry() const { return registry_; }
   const Identity* session(const std::string& client_id) const;
+  const OtaRouter& ota() const { return ota_; }
 
  private:
   struct Session {
     Identity identity;
     const void* handle = nullptr;
+    int64_t started_ms = 0;  // wall clock, for OTA's "reconnected since" rules
   };
   struct Refusal {
     const char* reason_key;
@@ -103,6 +111,7 @@ class Gate {
   void revalidate(const std::function<bool(const Identity&)>& in_scope);
   std::optional<std::string> session_invalid_reason(const Identity& id) const;
   void refuse_log(const ClientInfo& client, const Refusal& r);
+  void ask_firmware(const std::string& product, const std::string& device);
 
   Config config_;
   Log& log_;
@@ -115,6 +124,8 @@ class Gate {
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.
   std::unordered_map<std::string, std::string> verified_;
+  OtaRouter ota_;
+  int64_t last_sweep_ = 0;
 };
 
 }  // namespace iotgate

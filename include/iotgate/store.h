@@ -11,6 +11,7 @@
 
 #include "iotgate/config.h"
 #include "iotgate/model.h"
+#include "iotgate/ota.h"
 
 namespace iotgate {
 
@@ -21,6 +22,10 @@ struct StoreJob {
     touch_device,   // fields: last_online / last_offline (kept if larger), activated=1
     lierda_issue,   // create the device if allowed, give it a secret if it has none, store a session key
     krt_issue,      // create the device if allowed (auto-create, within the limit), give it a secret if it has none
+    ota_version,    // fields: module -> version, hw:module -> hardware, updated_at
+    ota_progress,   // fields: task, progress (JSON), log_status (0/1/2), count_success (0/1), execute_time
+    emu_result,     // fields: sub-device id -> result JSON (merged into what is stored)
+    ota_pushed,     // fields: task, and device ids under any other name
   };
   Type type = Type::touch_device;
   uint64_t token = 0;  // 0: nobody waits for the result
@@ -42,13 +47,19 @@ struct StoreResult {
 
 // A change read from the stream: reload of one entity (nullopt = it is gone).
 struct EntityUpdate {
-  enum class Kind { product, device, account } kind = Kind::product;
-  std::string id;  // product id, "product:device", or account name
+  enum class Kind { product, device, account, task } kind = Kind::product;
+  std::string id;  // product id, "product:device", account name, or task id
   std::optional<Fields> fields;
+};
+
+// A request from the CLI's `commands` stream (push, ask_firmware, publish).
+struct Command {
+  Fields fields;
 };
 
 struct Snapshot {
   std::unique_ptr<Registry> registry;
+  OtaData ota;
   std::vector<std::string> problems;  // entities skipped because they are malformed
 };
 
@@ -69,8 +80,12 @@ class RedisStore {
   std::optional<std::string> last_change_id();
   // Reads every product, device and account.
   std::optional<Snapshot> load_all();
-  // Blocks up to block_ms for changes after `after`; advances `after`. nullopt on failure.
-  std::optional<std::vector<EntityUpdate>> read_changes(std::string& after, int block_ms);
+  // Last id of the commands stream ("0-0" when empty); nullopt on failure.
+  std::optional<std::string> last_command_id();
+  // Blocks up to block_ms for changes after `after` and commands after `commands_after`; advances both.
+  // nullopt on failure.
+  std::optional<std::vector<EntityUpdate>> read_changes(std::string& after, std::string& commands_after, int block_ms,
+                                                         std::vector<Command>& commands);
   std::optional<Fields> hgetall(const std::string& key, bool& ok);
 
   // Runs a job; ok=false with error "unavailable" when Redis failed (the connection is then dropped).
@@ -82,6 +97,8 @@ class RedisStore {
   using Reply = std::unique_ptr<redisReply, decltype(&freeReplyObject)>;
   Reply command(const std::vector<std::string>& argv);
   std::optional<std::vector<std::string>> smembers(const std::string& key);
+  std::optional<std::string> last_stream_id(const std::string& stream);
+  bool load_ota(OtaData& ota, std::vector<std::string>& problems);
   std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
   void fail(const std::string& what);
 

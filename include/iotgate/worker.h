@@ -19,7 +19,7 @@ struct LogLine {
   LogLevel level;
   std::string text;
 };
-using WorkerEvent = std::variant<Snapshot, EntityUpdate, StoreResult, LogLine>;
+using WorkerEvent = std::variant<Snapshot, EntityUpdate, StoreResult, LogLine, Command>;
 
 class StoreWorker {
  public:

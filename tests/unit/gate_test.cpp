@@ -27,6 +27,7 @@ struct FakeEffects : Effects {
   void publish_to_client(const std::string& c, const std::string& t, const std::string& p, int) override {
     published.push_back({c, t, p});
   }
+  void publish(const std::string& t, const std::string& p, int) override { published.push_back({"", t, p}); }
   void kick(const std::string& c) override { kicks.push_back(c); }
   void submit(StoreJob job) override { jobs.push_back(std::move(job)); }
 };
