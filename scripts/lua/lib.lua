@@ -285,6 +285,21 @@ end
 local function k_version(pid, did) return k_ota('version:' .. pid .. ':' .. did) end
 local function k_commands() return P .. 'commands' end
 
+-- Removes a task (hash `h`) and everything keyed by it; the OTA logs are history and stay.
+local function remove_task(id, h)
+  local ukey = k_unique(h.product_id, h.type, h.identify, h.from_version)
+  if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
+  redis.call('DEL', k_task(id), k_ota('progress:' .. id), k_ota('oplog:' .. id), k_ota('pushed:' .. id))
+  redis.call('SREM', k_ota('tasks'), id)
+  redis.call('ZREM', k_ota('tasks:' .. h.product_id), id)
+  changed('task', id)
+end
+
+-- Removes what the plugin stored about a device: its reported versions and EMU results.
+local function remove_device_state(pid, did)
+  redis.call('DEL', k_version(pid, did), P .. 'emu:result:' .. pid .. ':' .. did)
+end
+
 local TASK_TYPES = { wifi = true, mcu = true, ['sub-device'] = true }
 local PROGRESS_STATES = { 'pending', 'notified', 'acked', 'succeeded', 'failed', 'timed_out' }
 

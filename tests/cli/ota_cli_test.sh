@@ -1048,11 +1048,33 @@ for args in "task_create|tester|product_id|K1|name|$(rep 33 x)|from_version|q1|t
   eq "Lua refusal changes nothing (${lua_args[0]})" "$before" "$(digest)"
 done
 
+# ==================================================================================== deleting what tasks hang on
+CTX="delete cascades"
+ok "product to delete" product add lierda --openid 0000DEAD --product-id DE1E7E00 --auth-type 1
+ok "its device" device add lierda --product-id DE1E7E00 --node-eui DELDEV01
+ok "its second device" device add lierda --product-id DE1E7E00 --node-eui DELDEV02
+ok "its task" task create --product-id DE1E7E00 --name doomed --from-version 1 --target-version 2 \
+  --target-url "$URL" --target-md5 "$MD5" --target-size 1
+DEL_TASK=$(jstr id)
+rcli HSET "${P}ota:version:DE1E7E00:DELDEV01" default 1 >/dev/null
+rcli HSET "${P}ota:version:DE1E7E00:DELDEV02" default 1 >/dev/null
+rcli HSET "${P}ota:progress:$DEL_TASK" DELDEV01 '{"state":"notified"}' >/dev/null
+rcli SADD "${P}ota:pushed:$DEL_TASK" DELDEV01 >/dev/null
+ok "device delete" device delete DE1E7E00 DELDEV02
+eq "device delete drops the device's versions" 0 "$(rcli EXISTS "${P}ota:version:DE1E7E00:DELDEV02")"
+ok "product delete" product delete DE1E7E00
+for k in "ota:task:$DEL_TASK" "ota:progress:$DEL_TASK" "ota:pushed:$DEL_TASK" "ota:oplog:$DEL_TASK" \
+  "ota:tasks:DE1E7E00" "ota:unique:DE1E7E00:wifi:default:1" "ota:version:DE1E7E00:DELDEV01"; do
+  eq "product delete removes $k" 0 "$(rcli EXISTS "$P$k")"
+done
+eq "product delete removes the task from the task set" 0 "$(rcli SISMEMBER "${P}ota:tasks" "$DEL_TASK")"
+like "product delete announces the task's removal" "kind task id $DEL_TASK" "$(rcli XREVRANGE "${P}changes" + - COUNT 3 | tr '\n' ' ')"
+
 # ==================================================================================== keys
 CTX=keys
 eq "no key outside the prefixes" "" "$(rcli --scan | grep -v -e "^$P" -e '^lq:' || true)"
 eq "OTA keys of the default prefix" "" "$(rcli --scan --pattern "${P}ota:*" | sed "s/^${P}ota://" |
-  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
+  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|pushed:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
 
 # ==================================================================================== summary
 echo "$PASS passed, $FAIL failed"
