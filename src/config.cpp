@@ -40,6 +40,9 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       {"max_payload", {integer(c.max_payload, 256, 16 * 1024 * 1024), "bytes 256-16777216"}},
       {"log_burst", {integer(c.log_burst, 1, 100000), "a count 1-100000"}},
       {"log_window", {integer(c.log_window, 1, 3600), "seconds 1-3600"}},
+      {"auth_fail_limit", {integer(c.auth_fail_limit, 0, 1000000), "a count 0-1000000 (0: never ban)"}},
+      {"auth_fail_window", {integer(c.auth_fail_window, 1, 86400), "seconds 1-86400"}},
+      {"auth_ban_seconds", {integer(c.auth_ban_seconds, 1, 7 * 86400), "seconds 1-604800"}},
       {"log_level",
        {[&](const std::string& v) {
           static const std::map<std::string, LogLevel> levels = {{"error", LogLevel::error},

@@ -289,13 +289,40 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
     refuse_log(client, {"not-loaded", "device data not loaded from Redis yet"});
     return false;
   }
+  int64_t now = clock_();
+  std::string address(client.address);
+  if (!address.empty() && config_.auth_fail_limit > 0) {
+    auto f = failures_.find(address);
+    if (f != failures_.end() && f->second.banned_until > now) {
+      refuse_log(client, {"address-banned", "address banned until " + std::to_string(f->second.banned_until) +
+                                                " after repeated failed logins"});
+      return false;
+    }
+  }
   std::optional<std::string_view> pw = password;
   Resolution r = resolve(client, &pw);
   if (!r.identity) {
     refuse_log(client, r.refusal);
+    if (!address.empty() && config_.auth_fail_limit > 0 && count_failure(address, now))
+      log_.warning("iotgate: banning address " + address + " for " + std::to_string(config_.auth_ban_seconds) +
+                   " s after " + std::to_string(config_.auth_fail_limit) + " failed logins within " +
+                   std::to_string(config_.auth_fail_window) + " s");
     return false;
   }
   after_login(client, *r.identity);
+  return true;
+}
+
+bool Gate::count_failure(const std::string& address, int64_t now) {
+  if (failures_.size() > 100000) forget_quiet_addresses(now);  // bound the table under a spray of addresses
+  AddressFailures& f = failures_[address];
+  if (now - f.window_start >= config_.auth_fail_window) {
+    f.window_start = now;
+    f.count = 0;
+  }
+  if (++f.count < config_.auth_fail_limit) return false;
+  f.banned_until = now + config_.auth_ban_seconds;
+  f.count = 0;
   return true;
 }
 
@@ -477,6 +504,14 @@ void Gate::tick() {
   if (now == last_sweep_) return;
   last_sweep_ = now;
   ota_.sweep_timeouts();
+  if (now % 60 == 0) forget_quiet_addresses(now);
+}
+
+void Gate::forget_quiet_addresses(int64_t now) {
+  for (auto it = failures_.begin(); it != failures_.end();)
+    it = it->second.banned_until <= now && now - it->second.window_start >= config_.auth_fail_window
+             ? failures_.erase(it)
+             : std::next(it);
 }
 
 void Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {

@@ -112,6 +112,9 @@ class Gate {
   std::optional<std::string> session_invalid_reason(const Identity& id) const;
   void refuse_log(const ClientInfo& client, const Refusal& r);
   void ask_firmware(const std::string& product, const std::string& device);
+  // Counts a failed login from `address`; returns true when that banned it.
+  bool count_failure(const std::string& address, int64_t now);
+  void forget_quiet_addresses(int64_t now);  // addresses whose window and ban are over
 
   Config config_;
   Log& log_;
@@ -126,6 +129,12 @@ class Gate {
   std::unordered_map<std::string, std::string> verified_;
   OtaRouter ota_;
   int64_t last_sweep_ = 0;
+  struct AddressFailures {
+    int64_t window_start = 0;
+    int count = 0;
+    int64_t banned_until = 0;
+  };
+  std::unordered_map<std::string, AddressFailures> failures_;
 };
 
 }  // namespace iotgate

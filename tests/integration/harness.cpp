@@ -906,7 +906,8 @@ int MqttClient::connect(int port, const std::optional<std::string>& username,
     if (!expiry && !clean_) expiry = 3600;
     if (expiry && *expiry > 0) mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, *expiry);
   }
-  rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port, keepalive, nullptr, props);
+  rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port, keepalive,
+                                 bind_address_.empty() ? nullptr : bind_address_.c_str(), props);
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) return -1;
 

@@ -223,6 +223,8 @@ class MqttClient {
               std::chrono::milliseconds timeout = std::chrono::seconds(5), int keepalive = 30);
   void set_will(const std::string& topic, const std::string& payload, int qos = 0, bool retain = false);
   void clear_will();
+  // Local address to connect from (e.g. "127.0.0.2", to look like another host to the broker); call before connect.
+  void set_bind_address(std::string address) { bind_address_ = std::move(address); }
   // MQTT 5 only: session expiry interval sent in CONNECT (nullopt: default, i.e. none when clean, 3600 when not).
   void set_session_expiry(std::optional<uint32_t> seconds);
 
@@ -273,6 +275,7 @@ class MqttClient {
   int protocol_;
   bool clean_;
   std::optional<uint32_t> session_expiry_;
+  std::string bind_address_;
   struct mosquitto* mosq_ = nullptr;
   std::thread thread_;
 

@@ -114,6 +114,7 @@ class GateTest : public ::testing::Test {
   FakeEffects effects_;
   Gate gate_;
   std::map<std::string, int> handles_;
+  std::string v2_user_;
 };
 }  // namespace
 
@@ -387,4 +388,23 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
   reg->put_device(d);
   gate_.on_snapshot(Snapshot{std::move(reg), {}});
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+}
+
+TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {
+  std::string cid = v2_cid(0, 1);
+  auto from = [&](const std::string& address, const std::string& pw) {
+    ClientInfo c{cid, std::string_view(v2_user_), address, &handles_["x"]};
+    return gate_.authenticate(c, std::string_view(pw));
+  };
+  v2_user_ = v2_user();
+  std::string good = v2_pw(std::nullopt);
+  for (int i = 0; i < 29; ++i) EXPECT_FALSE(from("10.0.0.9", "bad"));
+  EXPECT_TRUE(from("10.0.0.9", good));  // 29 failures: not yet
+  EXPECT_FALSE(from("10.0.0.9", "bad"));  // the 30th bans
+  EXPECT_TRUE(logged("banning address 10.0.0.9"));
+  EXPECT_FALSE(from("10.0.0.9", good));  // banned: even good credentials
+  EXPECT_TRUE(logged("address banned until"));
+  EXPECT_TRUE(from("10.0.0.10", good));  // other addresses are not affected
+  now_ += 301;
+  EXPECT_TRUE(from("10.0.0.9", good));
 }
