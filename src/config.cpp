@@ -40,6 +40,19 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       {"max_payload", {integer(c.max_payload, 256, 16 * 1024 * 1024), "bytes 256-16777216"}},
       {"log_burst", {integer(c.log_burst, 1, 100000), "a count 1-100000"}},
       {"log_window", {integer(c.log_window, 1, 3600), "seconds 1-3600"}},
+      {"lierda_acks",
+       {[&](const std::string& v) {
+          if (v != "true" && v != "false") return false;
+          c.lierda_acks = v == "true";
+          return true;
+        },
+        "true or false"}},
+      {"timezone",
+       {[&](const std::string& v) {
+          c.timezone = v;
+          return !v.empty() && v.size() <= 64 && v.find_first_of("\"\\ ") == std::string::npos;
+        },
+        "an IANA zone name such as Asia/Shanghai"}},
       {"auth_fail_limit", {integer(c.auth_fail_limit, 0, 1000000), "a count 0-1000000 (0: never ban)"}},
       {"auth_fail_window", {integer(c.auth_fail_window, 1, 86400), "seconds 1-86400"}},
       {"auth_ban_seconds", {integer(c.auth_ban_seconds, 1, 7 * 86400), "seconds 1-604800"}},

@@ -12,6 +12,7 @@
 
 #include "iotgate/crypto.h"
 #include "iotgate/ids.h"
+#include "iotgate/lierda.h"
 #include "iotgate/topic.h"
 
 namespace iotgate {
@@ -400,7 +401,8 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
   if (it == sessions_.end()) return Verdict::pass;
   const Identity& id = it->second.identity;
   // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
-  enum class Handler { none, lierda_auth, krt_register, lierda_ota, krt_ota, emu_result } handler = Handler::none;
+  enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
+      Handler::none;
   std::string_view suffix;
   if (id.kind == SessionKind::lierda_auth) {
     if (topic == kLierdaAuthTopic) handler = Handler::lierda_auth;
@@ -409,12 +411,16 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     if (id.kind == SessionKind::krt_register && suffix == kKrtRegisterPost) handler = Handler::krt_register;
     else if (id.kind == SessionKind::lierda_v2 && (suffix == "firmware_report" || suffix == "ota_notify_ack"))
       handler = Handler::lierda_ota;
+    else if (id.kind == SessionKind::lierda_v2 && config_.lierda_acks &&
+             classify_lierda_suffix(suffix) == Flow::device_to_platform)
+      handler = Handler::lierda_report;
     else if (id.kind == SessionKind::krt_device && suffix == "ota/post") handler = Handler::krt_ota;
     else if (id.kind == SessionKind::emu_gateway && classify_emu_suffix(suffix) == Flow::device_to_platform)
       handler = Handler::emu_result;
   }
   if (handler == Handler::none) return Verdict::pass;
   if (payload.size() > config_.max_payload) {
+    if (handler == Handler::lierda_report) return Verdict::pass;  // application data: delivered, just not acked
     log_.limited(LogLevel::notice, "oversized",
                  "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic) +
                      "' from '" + std::string(client_id) + "': larger than max_payload " +
@@ -435,6 +441,7 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
       accepted = ota_.on_lierda(cid, copy, *p, *d, suffix, payload, started_ms);
       break;
     }
+    case Handler::lierda_report: answer_lierda_report(cid, copy, suffix, payload); break;
     case Handler::krt_ota: accepted = ota_.on_krt(cid, copy, payload, started_ms); break;
     case Handler::emu_result: {
       std::string_view name = suffix.substr(4, suffix.size() - 4 - 7);  // ota/<name>/result
@@ -444,6 +451,25 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     case Handler::none: break;
   }
   return accepted ? Verdict::pass : Verdict::drop;
+}
+
+// Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
+void Gate::answer_lierda_report(const std::string& client_id, const Identity& id, std::string_view suffix,
+                                std::string_view payload) {
+  auto ack = lierda_ack_for(suffix, payload, wall_ms(), config_.timezone, clock_());
+  if (!ack) return;
+  if (!ack->problem.empty())
+    log_.limited(LogLevel::notice, "bad-report",
+                 "iotgate: " + std::string(suffix) + " from '" + client_id + "' answered with Code 4001: " + ack->problem);
+  std::string body = ack->payload;
+  const Product* p = registry_.product(id.product);
+  const Device* d = registry_.device(id.product, id.device);
+  if (ack->encryptable && p && p->encrypted && d && !d->session_key.empty())
+    body = json_string(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
+  effects_.publish_to_client(client_id, id.prefix + ack->topic_suffix,
+                             "{\"MessageId\":" + ack->message_id + ",\"HeaderCtrl\":" + std::to_string(ack->header) +
+                                 ",\"Payload\":" + body + ",\"Version\":\"2.0\"}",
+                             1);
 }
 
 void Gate::ask_firmware(const std::string& product, const std::string& device) {

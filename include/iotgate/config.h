@@ -23,6 +23,8 @@ struct Config {
   LogLevel log_level = LogLevel::info;
   int log_burst = 20;               // refusal lines per reason per log_window before suppression
   int log_window = 10;              // seconds
+  bool lierda_acks = true;          // answer Lierda reports (uplink, model/..., update_time) with their acks
+  std::string timezone = "Asia/Shanghai";  // sent in Lierda time sync answers
   int auth_fail_limit = 30;         // failed logins from one address within auth_fail_window before it is banned
   int64_t auth_fail_window = 60;    // seconds
   int64_t auth_ban_seconds = 300;   // how long a banned address is refused without looking at its credentials

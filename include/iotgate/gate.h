@@ -112,6 +112,8 @@ class Gate {
   std::optional<std::string> session_invalid_reason(const Identity& id) const;
   void refuse_log(const ClientInfo& client, const Refusal& r);
   void ask_firmware(const std::string& product, const std::string& device);
+  void answer_lierda_report(const std::string& client_id, const Identity& id, std::string_view suffix,
+                            std::string_view payload);
   // Counts a failed login from `address`; returns true when that banned it.
   bool count_failure(const std::string& address, int64_t now);
   void forget_quiet_addresses(int64_t now);  // addresses whose window and ban are over
