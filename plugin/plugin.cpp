@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -164,6 +166,28 @@ int on_tick(int, void*, void*) {
   });
 }
 
+// mosquitto 2.0.11 never fires TICK with per_listener_settings true, and without TICK nothing from Redis would
+// ever be applied. The plugin API does not expose the setting, so read the broker's own config file (-c).
+bool per_listener_settings_on() {
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::string arg, config;
+  bool next_is_config = false;
+  while (std::getline(cmdline, arg, '\0')) {
+    if (next_is_config) config = arg;
+    next_is_config = arg == "-c" || arg == "--config-file";
+  }
+  if (config.empty()) return false;
+  std::ifstream file(config);
+  std::string line;
+  bool on = false;
+  while (std::getline(file, line)) {
+    std::istringstream words(line);
+    std::string key, value;
+    if (words >> key >> value && key == "per_listener_settings") on = value == "true";
+  }
+  return on;
+}
+
 struct Registration {
   int event;
   MOSQ_FUNC_generic_callback cb;
@@ -191,6 +215,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
     auto parsed = parse_config(options);
     if (auto* error = std::get_if<std::string>(&parsed)) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: refusing to start: %s", error->c_str());
+      return MOSQ_ERR_INVAL;
+    }
+    if (per_listener_settings_on()) {
+      mosquitto_log_printf(MOSQ_LOG_ERR,
+                           "iotgate: refusing to start: per_listener_settings true stops mosquitto 2.0.11 from running "
+                           "the plugin's timer (TICK); set it to false");
       return MOSQ_ERR_INVAL;
     }
     auto plugin = std::make_unique<Plugin>();

@@ -613,7 +613,14 @@ std::string Broker::output_path() const { return dir_.path + "/mosquitto.out"; }
 
 std::string Broker::conf() const {
   std::ostringstream c;
-  c << "per_listener_settings false\n";
+  // mosquitto wants per_listener_settings before any other security setting: a test's own line goes first.
+  std::string per_listener = "per_listener_settings false";
+  std::vector<std::string> extra;
+  for (const auto& line : extra_conf_lines_) {
+    if (line.rfind("per_listener_settings", 0) == 0) per_listener = line;
+    else extra.push_back(line);
+  }
+  c << per_listener << "\n";
   c << "listener " << port_ << " 127.0.0.1\n";
   c << "allow_anonymous " << (with_plugin_ ? "false" : "true") << "\n";
   c << "persistence false\n";
@@ -627,7 +634,7 @@ std::string Broker::conf() const {
     c << "plugin " << IOTGATE_PLUGIN_PATH << "\n";
     for (const auto& [k, v] : plugin_opts_) c << "plugin_opt_" << k << " " << v << "\n";
   }
-  for (const auto& line : extra_conf_lines_) c << line << "\n";
+  for (const auto& line : extra) c << line << "\n";
   return c.str();
 }
 

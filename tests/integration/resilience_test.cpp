@@ -26,6 +26,20 @@ TEST(PluginOptions, InvalidOrUnknownOptionRefusesToStart) {
   }
 }
 
+TEST(PluginOptions, PerListenerSettingsTrueRefusesToStart) {
+  Broker broker({}, true, {"per_listener_settings true"});
+  try {
+    broker.start();
+  } catch (const std::exception&) {
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (broker.running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(broker.running());
+  std::string all = broker.log() + read_file(broker.output_path());
+  EXPECT_NE(all.find("iotgate: refusing to start: per_listener_settings true"), std::string::npos) << all;
+}
+
 TEST(RedisAtStart, UnreachableRedisIsNotFatalAndTheDataLoadsWhenItComes) {
   RedisServer redis;
   Broker broker({{"redis_port", std::to_string(redis.port())}, {"redis_timeout_ms", "300"}});
