@@ -268,7 +268,7 @@ std::optional<Gate::Resolution> Gate::resolve_krt(std::string_view cid, std::str
     return Resolution{std::nullopt, {"already-activated", "device " + did + " is already activated"}};
   if (!d) {
     if (!p->auto_create) return Resolution{std::nullopt, {"unknown-device", "unknown device " + did}};
-    if (p->limit > 0 && static_cast<int64_t>(registry_.devices_created_by(pid, "auto")) >= p->limit)
+    if (p->limit > 0 && static_cast<int64_t>(registry_.auto_created(pid)) >= p->limit)
       return Resolution{std::nullopt, {"auto-create-limit", "auto-creation limit of product " + pid + " reached"}};
   }
   id.kind = SessionKind::krt_register;

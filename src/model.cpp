@@ -172,11 +172,14 @@ const Device* Registry::emu_device_by_uid(const std::string& uid) const {
   auto d = devices_.find(it->second);
   return d == devices_.end() ? nullptr : &d->second;
 }
-size_t Registry::devices_created_by(const std::string& product, std::string_view origin) const {
-  size_t n = 0;
-  for (const auto& [key, d] : devices_)
-    if (d.product == product && d.origin == origin) n++;
-  return n;
+size_t Registry::auto_created(const std::string& product) const {
+  auto it = auto_created_.find(product);
+  return it == auto_created_.end() ? 0 : it->second;
+}
+void Registry::count_origin(const Device& d, int delta) {
+  if (d.origin != "auto") return;
+  size_t& n = auto_created_[d.product];
+  n = delta > 0 ? n + 1 : (n > 0 ? n - 1 : 0);
 }
 
 void Registry::put_product(Product p) {
@@ -185,6 +188,7 @@ void Registry::put_product(Product p) {
 }
 void Registry::remove_product(const std::string& id) {
   products_.erase(id);
+  auto_created_.erase(id);
   for (auto it = devices_.begin(); it != devices_.end();) {
     if (it->second.product == id) {
       emu_uids_.erase(it->second.id);
@@ -197,6 +201,9 @@ void Registry::remove_product(const std::string& id) {
 void Registry::put_device(Device d) {
   std::string key = device_key(d.product, d.id);
   if (const Product* p = product(d.product); p && p->protocol == Protocol::emu) emu_uids_[d.id] = key;
+  auto it = devices_.find(key);
+  if (it != devices_.end()) count_origin(it->second, -1);
+  count_origin(d, +1);
   devices_[key] = std::move(d);
 }
 void Registry::remove_device(const std::string& product, const std::string& id) {
@@ -204,6 +211,7 @@ void Registry::remove_device(const std::string& product, const std::string& id) 
   if (it == devices_.end()) return;
   auto uid = emu_uids_.find(id);
   if (uid != emu_uids_.end() && uid->second == it->first) emu_uids_.erase(uid);
+  count_origin(it->second, -1);
   devices_.erase(it);
 }
 void Registry::put_account(Account a) {

@@ -84,7 +84,8 @@ class Registry {
   const Account* account(const std::string& name) const;
   // EMU gateways log in with their device uid as username.
   const Device* emu_device_by_uid(const std::string& uid) const;
-  size_t devices_created_by(const std::string& product, std::string_view origin) const;
+  // Devices of `product` that KRT auto-creation made (origin "auto"); kept as a count, not scanned.
+  size_t auto_created(const std::string& product) const;
 
   void put_product(Product p);
   void remove_product(const std::string& id);  // and its devices
@@ -103,6 +104,8 @@ class Registry {
   std::unordered_map<std::string, Device> devices_;  // key: device_key(product, id)
   std::unordered_map<std::string, Account> accounts_;
   std::unordered_map<std::string, std::string> emu_uids_;  // uid -> device_key
+  std::unordered_map<std::string, size_t> auto_created_;    // product -> devices with origin "auto"
+  void count_origin(const Device& d, int delta);
 };
 
 }  // namespace iotgate

@@ -111,9 +111,16 @@ TEST(Model, RegistryIndexesEmuUidsAndCountsAutoCreated) {
   a.id = "c";
   a.origin = "cli";
   r.put_device(a);
-  EXPECT_EQ(r.devices_created_by("K", "auto"), 2u);
+  EXPECT_EQ(r.auto_created("K"), 2u);
+  a.id = "b";
+  a.origin = "auto";
+  r.put_device(a);  // replacing a device does not count it twice
+  EXPECT_EQ(r.auto_created("K"), 2u);
+  r.remove_device("K", "a");
+  EXPECT_EQ(r.auto_created("K"), 1u);
   r.remove_product("K");
   EXPECT_EQ(r.device_count(), 0u);
+  EXPECT_EQ(r.auto_created("K"), 0u);
 }
 
 TEST(Log, RateLimitsPerReason) {
