@@ -432,8 +432,8 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
   int64_t started_ms = it->second.started_ms;
   bool accepted = true;
   switch (handler) {
-    case Handler::lierda_auth: handle_auth_request(cid, copy, payload); break;
-    case Handler::krt_register: handle_krt_register(cid, copy, payload); break;
+    case Handler::lierda_auth: accepted = handle_auth_request(cid, copy, payload); break;
+    case Handler::krt_register: accepted = handle_krt_register(cid, copy, payload); break;
     case Handler::lierda_ota: {
       const Product* p = registry_.product(copy.product);
       const Device* d = registry_.device(copy.product, copy.device);
@@ -540,12 +540,13 @@ void Gate::forget_quiet_addresses(int64_t now) {
              : std::next(it);
 }
 
-void Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
+bool Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
   rapidjson::Document doc;
   doc.Parse(payload.data(), payload.size());
   auto drop = [&](const std::string& why) {
     log_.limited(LogLevel::notice, "bad-auth-request",
-                 "iotgate: auth request from '" + client_id + "' ignored: " + why);
+                 "iotgate: auth request from '" + client_id + "' refused: " + why);
+    return false;
   };
   if (doc.HasParseError() || !doc.IsObject()) return drop("not a JSON object");
   if (lenient_int(doc, "HeaderCtrl") != 1) return drop("HeaderCtrl is not 1");
@@ -561,6 +562,7 @@ void Gate::handle_auth_request(const std::string& client_id, const Identity& id,
     log_.limited(LogLevel::notice, "auth-request-refused",
                  "iotgate: auth request from '" + client_id + "' answered with Code " + std::to_string(code) + ": " + why);
     reply_auth(p, code, nullptr);
+    return true;
   };
   if (string_field(doc, "Version") != std::string_view("2.0")) return refuse(6, "Version is not \"2.0\"");
   auto body = doc.FindMember("Payload");
@@ -583,7 +585,10 @@ void Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   p.include_secret = product->auth_type != 2;  // a one-device-one-secret device already holds its secret
 
   bool needs_write = !d || d->secret.empty() || product->encrypted;
-  if (!needs_write) return reply_auth(p, 0, d);
+  if (!needs_write) {
+    reply_auth(p, 0, d);
+    return true;
+  }
 
   StoreJob job;
   job.type = StoreJob::Type::lierda_issue;
@@ -606,6 +611,7 @@ void Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   }
   pending_[job.token] = std::move(p);
   effects_.submit(std::move(job));
+  return true;
 }
 
 void Gate::reply_auth(const Pending& p, int code, const Device* device) {
@@ -624,40 +630,40 @@ void Gate::reply_auth(const Pending& p, int code, const Device* device) {
               (p.include_secret ? " and its DeviceSecret" : ""));
 }
 
-void Gate::handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload) {
+bool Gate::handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload) {
   rapidjson::Document doc;
   doc.Parse(payload.data(), payload.size());
   if (doc.HasParseError() || !doc.IsObject()) {
     log_.limited(LogLevel::notice, "bad-register-request",
-                 "iotgate: register message from '" + client_id + "' ignored: not a JSON object");
-    return;
+                 "iotgate: register message from '" + client_id + "' refused: not a JSON object");
+    return false;
   }
   const Product* product = registry_.product(id.product);
   Device* d = registry_.device_mut(id.product, id.device);
-  if (!product) return;
+  if (!product) return false;
   if (d && d->activated) {
     log_.limited(LogLevel::notice, "register-after-activation",
                  "iotgate: register message from '" + client_id + "' not answered: device already activated");
-    return;
+    return true;
   }
   auto cmd = lenient_int(doc, "CMD");
   bool confirm = cmd == 21 || string_field(doc, "BACK") == std::string_view("OK");
   if (confirm) {
     if (!d || d->secret.empty()) {
       log_.limited(LogLevel::notice, "bad-register-request",
-                   "iotgate: registration confirmation from '" + client_id + "' ignored: no secret was issued");
-      return;
+                   "iotgate: registration confirmation from '" + client_id + "' refused: no secret was issued");
+      return false;
     }
     d->activated = true;
     touch(id.product, id.device, {{"activated", "1"}});
     log_.info("iotgate: KRT device " + id.product + "/" + id.device + " activated; closing its registration session");
     effects_.kick(client_id);
-    return;
+    return true;
   }
   if (cmd && *cmd != 20) {
     log_.limited(LogLevel::notice, "bad-register-request",
-                 "iotgate: register message from '" + client_id + "' ignored: CMD " + std::to_string(*cmd));
-    return;
+                 "iotgate: register message from '" + client_id + "' refused: CMD " + std::to_string(*cmd));
+    return false;
   }
   Pending p;
   p.kind = PendingKind::krt_register;
@@ -667,7 +673,10 @@ void Gate::handle_krt_register(const std::string& client_id, const Identity& id,
   p.topic = id.prefix + std::string(kKrtRegisterSet);
   p.message_id_json = echo_id(doc, "ID");
   p.created = clock_();
-  if (d && !d->secret.empty()) return reply_krt(p, 0, d);  // a repeated request gets the same secret
+  if (d && !d->secret.empty()) {  // a repeated request gets the same secret
+    reply_krt(p, 0, d);
+    return true;
+  }
   StoreJob job;
   job.type = StoreJob::Type::krt_issue;
   job.token = next_token_++;
@@ -679,6 +688,7 @@ void Gate::handle_krt_register(const std::string& client_id, const Identity& id,
   job.limit = product->limit;
   pending_[job.token] = std::move(p);
   effects_.submit(std::move(job));
+  return true;
 }
 
 void Gate::reply_krt(const Pending& p, int code, const Device* device) {

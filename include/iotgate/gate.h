@@ -100,8 +100,9 @@ class Gate {
   bool verify_hash(const std::string& cache_key, const Pbkdf2Hash& hash, std::string_view password);
 
   void after_login(const ClientInfo& client, const Identity& id);
-  void handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload);
-  void handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload);
+  // Both return false for a malformed message, which is then dropped (not delivered to anyone).
+  bool handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload);
+  bool handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload);
   void reply_auth(const Pending& p, int code, const Device* device);
   void reply_krt(const Pending& p, int code, const Device* device);
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);

@@ -31,7 +31,7 @@ TEST_F(AclTest, LierdaV2DevicePublishesOnlyItsUplinkTopicsAndReadsOnlyItsDownlin
   auto obs = observer();
   auto dev = v2();
   EXPECT_EQ(dev->publish(P + "uplink", "u1", 1), 0);
-  EXPECT_EQ(dev->publish(P + "firmware_report", "f", 1), 0);
+  EXPECT_EQ(dev->publish(P + "firmware_report", R"({"MessageId":1,"HeaderCtrl":8,"Payload":{"SoftVer":"1"},"Version":"2.0"})", 1), 0);
   EXPECT_EQ(dev->publish(P + "model/event/alarm/report", "e", 1), 0);
   EXPECT_TRUE(obs->wait_message(P + "uplink"));
   EXPECT_EQ(dev->publish(Other + "uplink", "spoof", 1), kDenied);
@@ -62,12 +62,16 @@ TEST_F(AclTest, LierdaAuthSessionOnlyAsksAndListens) {
   EXPECT_GE(c->subscribe(P + "+", 1), 128);
   EXPECT_GE(c->subscribe(P + "ota_notify", 1), 128);
   EXPECT_EQ(c->publish(P + "uplink", "x", 1), kDenied);
-  EXPECT_EQ(c->publish("/sys/device/auth", "{}", 1), 0);
+  EXPECT_EQ(c->publish("/sys/device/auth",
+                       R"({"MessageId":1,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505",)"
+                       R"("NodeEui":"20MQTTJ000121","Type":1},"Version":"2.0"})",
+                       1),
+            0);
 }
 
 TEST_F(AclTest, KrtDeviceStaysInItsThingSubtree) {
   auto dev = connect("KP1.KD1", "KD1", "kd1-secret");
-  EXPECT_EQ(dev->publish("/sys/KP1/KD1/thing/ota/post", R"({"CMD":10})", 1), 0);
+  EXPECT_EQ(dev->publish("/sys/KP1/KD1/thing/ota/post", R"({"CMD":10,"ID":"1","FW_VERSION":"1.0"})", 1), 0);
   EXPECT_EQ(dev->publish("/sys/KP1/KD1/thing/ota/set", "x", 1), kDenied);
   EXPECT_EQ(dev->publish("/sys/KP1/KD2/thing/ota/post", "x", 1), kDenied);
   EXPECT_LT(dev->subscribe("/sys/KP1/KD1/thing/ota/set", 1), 128);
@@ -79,7 +83,8 @@ TEST_F(AclTest, KrtDeviceStaysInItsThingSubtree) {
 
 TEST_F(AclTest, EmuGatewaysPublishResultsAndReadCommandsOfTheirOwnPrefix) {
   auto gw = connect("gw1", "gw1", "gw1-secret");
-  EXPECT_EQ(gw->publish("v1/wudun/PK1/gw1/ota/emu_version/result", "{}", 1), 0);
+  const std::string result = R"({"sub_device_id":2,"data":{"device_id":2,"download_status":1}})";
+  EXPECT_EQ(gw->publish("v1/wudun/PK1/gw1/ota/emu_upgrade/result", result, 1), 0);
   EXPECT_EQ(gw->publish("v1/wudun/PK1/gw1/ota/emu_version/command", "{}", 1), kDenied);
   EXPECT_EQ(gw->publish("v1/wudun/PK1/gw9/ota/emu_version/result", "{}", 1), kDenied);
   EXPECT_EQ(gw->publish("v1/user/T1/gw1/ota/emu_version/result", "{}", 1), kDenied);
@@ -87,7 +92,7 @@ TEST_F(AclTest, EmuGatewaysPublishResultsAndReadCommandsOfTheirOwnPrefix) {
   EXPECT_GE(gw->subscribe("v1/wudun/PK1/gw1/ota/#", 1), 128);
   EXPECT_GE(gw->subscribe("v1/wudun/PK1/+/ota/+/command", 1), 128);
   auto tenant_gw = connect("gw2", "gw2", "gw2-secret");
-  EXPECT_EQ(tenant_gw->publish("v1/user/T1/gw2/ota/emu_upgrade/result", "{}", 1), 0);
+  EXPECT_EQ(tenant_gw->publish("v1/user/T1/gw2/ota/emu_upgrade/result", result, 1), 0);
   EXPECT_EQ(tenant_gw->publish("v1/wudun/T1/gw2/ota/emu_upgrade/result", "{}", 1), kDenied);
   auto root = connect("root-1", "root", "root-pw");
   EXPECT_EQ(root->publish("v1/wudun/PK1/gw1/ota/emu_version/command", "cmd", 1), 0);

@@ -107,14 +107,14 @@ TEST_F(LierdaAuthExchangeTest, MalformedRequestsGetNoAnswerAndALogLine) {
   MqttClient c("A1111111-PREREG001");
   ASSERT_EQ(c.connect(broker->port(), "AUTH-" + kOpenid + "-A1111111", kKey), 0);
   ASSERT_LT(c.subscribe("/sys/" + kOpenid + "/A1111111/PREREG001/downlink", 1), 128);
+  // Refused (PUBACK 135 on MQTT 5), so no other subscriber receives them either.
   for (std::string bad : {std::string("not json"), std::string("[1]"), std::string(R"({"HeaderCtrl":4})"),
                           std::string("\0\xff\xfe", 3)})
-    EXPECT_EQ(c.publish("/sys/device/auth", bad, 1), 0);
-  // Oversized: refused outright (PUBACK 135 on MQTT 5), so nobody else receives it either.
+    EXPECT_EQ(c.publish("/sys/device/auth", bad, 1), 135);
   EXPECT_EQ(c.publish("/sys/device/auth", std::string(200000, '['), 1), 135);
   EXPECT_FALSE(c.wait_message("#", std::chrono::milliseconds(500)));
-  EXPECT_TRUE(log_has("auth request from 'A1111111-PREREG001' ignored: not a JSON object"));
-  EXPECT_TRUE(log_has("auth request from 'A1111111-PREREG001' ignored: HeaderCtrl is not 1"));
+  EXPECT_TRUE(log_has("auth request from 'A1111111-PREREG001' refused: not a JSON object"));
+  EXPECT_TRUE(log_has("auth request from 'A1111111-PREREG001' refused: HeaderCtrl is not 1"));
   EXPECT_TRUE(log_has("larger than max_payload"));
   EXPECT_TRUE(broker->running());
   // Still answers a good request afterwards.
@@ -266,8 +266,8 @@ TEST_F(KrtRegistrationTest, RegistrationSessionMayOnlyUseItsTwoTopics) {
   EXPECT_GE(reg.subscribe("/sys/KP1/DEV5/thing/#", 1), 128);
   EXPECT_LT(reg.subscribe("/sys/KP1/DEV5/thing/register/set", 1), 128);
   // Garbage is ignored with a log line; the broker stays up.
-  EXPECT_EQ(reg.publish("/sys/KP1/DEV5/thing/register/post", "{{{", 1), 0);
-  EXPECT_TRUE(log_has("register message from 'KP1.DEV5' ignored: not a JSON object"));
+  EXPECT_EQ(reg.publish("/sys/KP1/DEV5/thing/register/post", "{{{", 1), 135);
+  EXPECT_TRUE(log_has("register message from 'KP1.DEV5' refused: not a JSON object"));
   EXPECT_TRUE(broker->running());
 }
 

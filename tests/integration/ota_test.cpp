@@ -177,6 +177,18 @@ TEST_F(OtaFlowTest, ManualTaskNotifiesOnlyAfterAPush) {
   EXPECT_FALSE(notify(*not_pushed, "OTADEV002", milliseconds(600)));
 }
 
+TEST_F(OtaFlowTest, AskFirmwareSendsHeaderCtrl13ToTheDeviceOnly) {
+  auto dev = device("OTADEV001", 1);
+  auto other = device("OTADEV002", 1);
+  cli({"device", "ask-firmware", kPid, "OTADEV001"});
+  auto ask = dev->wait_message(prefix("OTADEV001") + "ask_firmware", seconds(3));
+  ASSERT_TRUE(ask) << broker->log();
+  auto d = parse(ask->payload);
+  EXPECT_EQ(d["HeaderCtrl"].GetInt(), 13);
+  EXPECT_STREQ(d["Version"].GetString(), "2.0");
+  EXPECT_FALSE(other->wait_message("#", milliseconds(300)));
+}
+
 TEST_F(OtaFlowTest, RateLimitHoldsBackTheRest) {
   running_task({"--rate-limit", "1"});
   int notified = 0;

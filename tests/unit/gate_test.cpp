@@ -83,7 +83,7 @@ class GateTest : public ::testing::Test {
     op.password_hash = parse_pbkdf2_hash(kOpPassHash);
     op.rules = {*parse_account_rule("read /sys/#")};
     reg->put_account(op);
-    gate_.on_snapshot(Snapshot{std::move(reg), {}});
+    gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
     lines_.clear();
   }
 
@@ -386,7 +386,7 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
   d.id = kEui;
   d.secret = kSecret;
   reg->put_device(d);
-  gate_.on_snapshot(Snapshot{std::move(reg), {}});
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
 }
 
