@@ -598,17 +598,7 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   job.create = product->auth_type == 0;
   job.origin = "auth";
   job.candidate_secret = random_hex(16);
-  if (product->encrypted) {
-    std::string session_id = random_hex(4);
-    uint32_t nonce = 0;
-    Bytes nb = random_bytes(4);
-    for (uint8_t b : nb) nonce = nonce << 8 | b;
-    nonce &= 0x7FFFFFFF;  // a Java int on the device side
-    job.fields = {{"session_id", session_id},
-                  {"nonce", std::to_string(nonce)},
-                  {"session_key", *lierda_session_key(product->product_key, session_id, nonce)},
-                  {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
-  }
+  if (product->encrypted) job.fields = new_session_key(*product);
   pending_[job.token] = std::move(p);
   effects_.submit(std::move(job));
   return true;
@@ -704,22 +694,26 @@ void Gate::reply_krt(const Pending& p, int code, const Device* device) {
   log_.info("iotgate: register request of '" + p.client_id + "' answered with CODE " + std::to_string(code));
 }
 
-void Gate::start_rekey(const std::string& client_id, const Identity& id, const Product& product) {
+// A fresh SessionID and Nonce, the SessionKey derived from them, and its expiry, as device fields.
+Fields Gate::new_session_key(const Product& product) {
   std::string session_id = random_hex(4);
-  Bytes nb = random_bytes(4);
   uint32_t nonce = 0;
-  for (uint8_t b : nb) nonce = nonce << 8 | b;
-  nonce &= 0x7FFFFFFF;
+  for (uint8_t b : random_bytes(4)) nonce = nonce << 8 | b;
+  nonce &= 0x7FFFFFFF;  // a Java int on the device side
+  return {{"session_id", session_id},
+          {"nonce", std::to_string(nonce)},
+          {"session_key", *lierda_session_key(product.product_key, session_id, nonce)},
+          {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
+}
+
+void Gate::start_rekey(const std::string& client_id, const Identity& id, const Product& product) {
   StoreJob job;
   job.type = StoreJob::Type::lierda_issue;
   job.token = next_token_++;
   job.product = id.product;
   job.device = id.device;
   job.candidate_secret = random_hex(16);  // unused: the device has a secret
-  job.fields = {{"session_id", session_id},
-                {"nonce", std::to_string(nonce)},
-                {"session_key", *lierda_session_key(product.product_key, session_id, nonce)},
-                {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
+  job.fields = new_session_key(product);
   Pending p;
   p.kind = PendingKind::session_rekey;
   p.client_id = client_id;

@@ -355,14 +355,46 @@ StoreResult RedisStore::run(const StoreJob& job) {
   StoreResult res;
   res.token = job.token;
   std::string dkey = key("device:" + job.product + ":" + job.device);
-  Reply r(nullptr, freeReplyObject);
-  if (job.type == StoreJob::Type::touch_device) {
-    std::vector<std::string> argv = {"EVAL", kTouchScript, "2", dkey, key("changes"), job.product + ":" + job.device};
+  auto get = [&](const char* f) {
+    auto it = job.fields.find(f);
+    return it == job.fields.end() ? std::string() : it->second;
+  };
+  auto with_fields = [&](std::vector<std::string> argv) {
     for (const auto& [f, v] : job.fields) {
       argv.push_back(f);
       argv.push_back(v);
     }
-    r = command(argv);
+    return argv;
+  };
+  // Writes whose only answer is done / not done.
+  std::vector<std::string> write;
+  switch (job.type) {
+    case StoreJob::Type::touch_device:
+      write = with_fields({"EVAL", kTouchScript, "2", dkey, key("changes"), job.product + ":" + job.device});
+      break;
+    case StoreJob::Type::ota_version:
+      write = with_fields({"HSET", key("ota:version:" + job.product + ":" + job.device)});
+      break;
+    case StoreJob::Type::ota_progress:
+      write = {"EVAL", kProgressScript, "4", key("ota:task:" + get("task")), key("ota:progress:" + get("task")),
+               key("ota:logs"), key("ota:log_seq"), job.device, get("progress"), get("log_status"),
+               get("count_success"), job.product, get("task"), get("execute_time")};
+      break;
+    case StoreJob::Type::emu_result:
+      write = with_fields({"EVAL", kEmuResultScript, "1", key("emu:result:" + job.product + ":" + job.device)});
+      break;
+    case StoreJob::Type::ota_pushed:
+      write = {"SADD", key("ota:pushed:" + get("task"))};
+      for (const auto& [f, v] : job.fields)
+        if (f != "task") write.push_back(v);
+      break;
+    case StoreJob::Type::lierda_issue:
+    case StoreJob::Type::krt_issue:
+      break;
+  }
+  Reply r(nullptr, freeReplyObject);
+  if (!write.empty()) {
+    r = command(write);
     if (!r || r->type == REDIS_REPLY_ERROR) {
       if (r) error_ = std::string(r->str, r->len);
       res.error = "unavailable";
@@ -371,68 +403,9 @@ StoreResult RedisStore::run(const StoreJob& job) {
     res.ok = true;
     return res;
   }
-  if (job.type != StoreJob::Type::lierda_issue && job.type != StoreJob::Type::krt_issue) {
-    std::vector<std::string> argv;
-    auto get = [&](const char* f) {
-      auto it = job.fields.find(f);
-      return it == job.fields.end() ? std::string() : it->second;
-    };
-    switch (job.type) {
-      case StoreJob::Type::ota_version:
-        argv = {"HSET", key("ota:version:" + job.product + ":" + job.device)};
-        for (const auto& [f, v] : job.fields) {
-          argv.push_back(f);
-          argv.push_back(v);
-        }
-        break;
-      case StoreJob::Type::ota_progress:
-        argv = {"EVAL", kProgressScript, "4", key("ota:task:" + get("task")), key("ota:progress:" + get("task")),
-                key("ota:logs"), key("ota:log_seq"), job.device, get("progress"), get("log_status"),
-                get("count_success"), job.product, get("task"), get("execute_time")};
-        break;
-      case StoreJob::Type::emu_result:
-        argv = {"EVAL", kEmuResultScript, "1", key("emu:result:" + job.product + ":" + job.device)};
-        for (const auto& [f, v] : job.fields) {
-          argv.push_back(f);
-          argv.push_back(v);
-        }
-        break;
-      case StoreJob::Type::ota_pushed:
-        argv = {"SADD", key("ota:pushed:" + get("task"))};
-        for (const auto& [f, v] : job.fields)
-          if (f != "task") argv.push_back(v);
-        break;
-      default:
-        break;
-    }
-    r = command(argv);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      if (r) error_ = std::string(r->str, r->len);
-      res.error = "unavailable";
-      return res;
-    }
-    res.ok = true;
-    return res;
-  }
-  std::vector<std::string> argv = {"EVAL",
-                                   kIssueScript,
-                                   "5",
-                                   key("product:" + job.product),
-                                   dkey,
-                                   key("devices:" + job.product),
-                                   key("changes"),
-                                   key("schema"),
-                                   job.product,
-                                   job.device,
-                                   job.create ? "1" : "0",
-                                   job.origin,
-                                   job.candidate_secret,
-                                   std::to_string(job.limit)};
-  for (const auto& [f, v] : job.fields) {
-    argv.push_back(f);
-    argv.push_back(v);
-  }
-  r = command(argv);
+  r = command(with_fields({"EVAL", kIssueScript, "5", key("product:" + job.product), dkey, key("devices:" + job.product),
+                          key("changes"), key("schema"), job.product, job.device, job.create ? "1" : "0", job.origin,
+                          job.candidate_secret, std::to_string(job.limit)}));
   if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING) {
     if (r && r->type == REDIS_REPLY_ERROR) error_ = std::string(r->str, r->len);
     res.error = "unavailable";

@@ -106,6 +106,7 @@ class Gate {
   void reply_auth(const Pending& p, int code, const Device* device);
   void reply_krt(const Pending& p, int code, const Device* device);
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
+  Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.

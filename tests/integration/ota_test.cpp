@@ -61,6 +61,13 @@ class OtaFlowTest : public StackTest {
     if (!m) return std::nullopt;
     return parse(m->payload);
   }
+  void ack(MqttClient& dev, const std::string& eui, const rapidjson::Document& notification, int qos = 1) {
+    std::string down_id = notification["Payload"]["DownID"].GetString();
+    EXPECT_EQ(dev.publish(prefix(eui) + "ota_notify_ack",
+                          R"({"MessageId":8,"HeaderCtrl":9,"Payload":{"DownID":")" + down_id + R"("},"Version":"2.0"})",
+                          qos),
+              0);
+  }
   int count(const std::string& task, const char* state) {
     auto d = parse(cli({"task", "show", task}));
     if (!d.IsObject() || !d.HasMember("devices_by_state")) return -1;
@@ -90,11 +97,8 @@ TEST_F(OtaFlowTest, LierdaReportNotifyAckNewVersionSuccess) {
     EXPECT_EQ(p["SoftSize"].GetInt(), 4096);
     EXPECT_STREQ(p["MD5"].GetString(), kMd5.c_str());
     EXPECT_STREQ(p["firmwareName"].GetString(), "fw-2.0");
-    std::string down_id = p["DownID"].GetString();
     EXPECT_EQ(wait_count(task, "notified", 1), 1);
-    EXPECT_EQ(dev->publish(prefix("OTADEV001") + "ota_notify_ack",
-                           R"({"MessageId":8,"HeaderCtrl":9,"Payload":{"DownID":")" + down_id + R"("},"Version":"2.0"})", 2),
-              0);
+    ack(*dev, "OTADEV001", *n, 2);
     EXPECT_EQ(wait_count(task, "acked", 1), 1);
     dev->disconnect();
   }
@@ -121,10 +125,7 @@ TEST_F(OtaFlowTest, FailurePathAndDevicesOutsideTheTask) {
     report(*dev, "OTADEV002", "1.0");
     auto n = notify(*dev, "OTADEV002");
     ASSERT_TRUE(n);
-    dev->publish(prefix("OTADEV002") + "ota_notify_ack",
-                 std::string(R"({"MessageId":8,"HeaderCtrl":9,"Payload":{"DownID":")") + (*n)["Payload"]["DownID"].GetString() +
-                     R"("},"Version":"2.0"})",
-                 1);
+    ack(*dev, "OTADEV002", *n);
     EXPECT_EQ(wait_count(task, "acked", 1), 1);
     dev->disconnect();
   }
@@ -231,10 +232,7 @@ TEST_F(OtaFlowTest, RestartInTheMiddleLosesNoProgress) {
     report(*dev, "OTADEV001", "1.0");
     auto n = notify(*dev, "OTADEV001");
     ASSERT_TRUE(n);
-    dev->publish(prefix("OTADEV001") + "ota_notify_ack",
-                 std::string(R"({"MessageId":8,"HeaderCtrl":9,"Payload":{"DownID":")") + (*n)["Payload"]["DownID"].GetString() +
-                     R"("},"Version":"2.0"})",
-                 1);
+    ack(*dev, "OTADEV001", *n);
     EXPECT_EQ(wait_count(task, "acked", 1), 1);
   }
   size_t from = broker->log_size();
