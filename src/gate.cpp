@@ -368,7 +368,7 @@ bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view>
                      std::string_view topic) {
   const Identity* id = nullptr;
   std::optional<Identity> resolved;
-  auto it = sessions_.find(std::string(client_id));
+  auto it = sessions_.find(client_id);
   if (it != sessions_.end()) {
     id = &it->second.identity;
   } else {
@@ -397,7 +397,7 @@ bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view>
 // --- messages ----------------------------------------------------------------------------------------------
 
 Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std::string_view payload) {
-  auto it = sessions_.find(std::string(client_id));
+  auto it = sessions_.find(client_id);
   if (it == sessions_.end()) return Verdict::pass;
   const Identity& id = it->second.identity;
   // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
@@ -775,7 +775,7 @@ void Gate::on_result(const StoreResult& result) {
 // --- disconnects -------------------------------------------------------------------------------------------
 
 void Gate::on_disconnect(std::string_view client_id, const void* handle) {
-  auto it = sessions_.find(std::string(client_id));
+  auto it = sessions_.find(client_id);
   // A client-id takeover disconnects the old connection after the new one logged in: only its own entry goes.
   if (it == sessions_.end() || it->second.handle != handle) return;
   Identity id = std::move(it->second.identity);

@@ -126,7 +126,12 @@ class Gate {
   Clock clock_;
   Registry registry_;
   bool loaded_ = false;
-  std::unordered_map<std::string, Session> sessions_;
+  // Looked up with string_views (every ACL check and message), so no string is built per lookup.
+  struct ViewHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Session, ViewHash, std::equal_to<>> sessions_;
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.
