@@ -329,9 +329,10 @@ bool Gate::count_failure(const std::string& address, int64_t now) {
 
 void Gate::after_login(const ClientInfo& client, const Identity& id) {
   std::string cid(client.client_id);
-  log_.limited(LogLevel::info, "login",
-               "iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
-                   (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
+  // mosquitto logs every accepted connection itself; this adds who it is, for debugging.
+  if (log_.enabled(LogLevel::debug))
+    log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
+               (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
   int64_t now = clock_();
   if (has_device(id.kind)) {
     if (Device* d = registry_.device_mut(id.product, id.device)) {

@@ -2,27 +2,37 @@
 
 #include <sys/time.h>
 
+#include <charconv>
+#include <map>
 #include <set>
 
 namespace iotgate {
 namespace {
 
-// Raises last_online / last_offline (never lowers them), sets other fields; a deleted device stays deleted.
-constexpr const char* kTouchScript = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local changed = false
-for i = 2, #ARGV, 2 do
-  local f, v = ARGV[i], ARGV[i + 1]
-  if f == 'last_online' or f == 'last_offline' then
-    local cur = tonumber(redis.call('HGET', KEYS[1], f) or '0') or 0
-    if (tonumber(v) or 0) > cur then redis.call('HSET', KEYS[1], f, v) end
-  elseif redis.call('HGET', KEYS[1], f) ~= v then
-    redis.call('HSET', KEYS[1], f, v)
-    changed = true
+// Touches devices: raises last_online / last_offline (never lowers them), sets other fields (announcing those on
+// the changes stream); a deleted device stays deleted. KEYS[1] the changes stream, KEYS[2..] device keys; ARGV per
+// device, in KEYS order: its id, its field count, then field/value pairs.
+constexpr const char* kTouchManyScript = R"lua(
+local i = 1
+for k = 2, #KEYS do
+  local key, id, n = KEYS[k], ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local exists = redis.call('EXISTS', key) == 1
+  local changed = false
+  for _ = 1, n do
+    local f, v = ARGV[i], ARGV[i + 1]
+    i = i + 2
+    if exists then
+      if f == 'last_online' or f == 'last_offline' then
+        local cur = tonumber(redis.call('HGET', key, f) or '0') or 0
+        if (tonumber(v) or 0) > cur then redis.call('HSET', key, f, v) end
+      elseif redis.call('HGET', key, f) ~= v then
+        redis.call('HSET', key, f, v)
+        changed = true
+      end
+    end
   end
-end
-if changed then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', ARGV[1])
+  if changed then redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', id) end
 end
 return 1
 )lua";
@@ -105,6 +115,12 @@ Fields fields_from_array(const redisReply* r) {
   return f;
 }
 
+int64_t as_number(const std::string& s) {
+  int64_t n = 0;
+  std::from_chars(s.data(), s.data() + s.size(), n);
+  return n;
+}
+
 timeval to_timeval(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
 }  // namespace
@@ -164,6 +180,39 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
   if (!r) fail("redis " + argv[0]);
   return Reply(r, freeReplyObject);
+}
+
+StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
+  // One entry per device, later fields over earlier ones except times, which only grow.
+  std::map<std::string, std::pair<std::string, Fields>> merged;  // device key -> (id, fields)
+  for (const auto& job : jobs) {
+    auto& [id, fields] = merged[key("device:" + job.product + ":" + job.device)];
+    id = job.product + ":" + job.device;
+    for (const auto& [f, v] : job.fields) {
+      auto it = fields.find(f);
+      bool is_time = f == "last_online" || f == "last_offline";
+      if (it == fields.end() || !is_time || as_number(v) > as_number(it->second)) fields[f] = v;
+    }
+  }
+  std::vector<std::string> argv = {"EVAL", kTouchManyScript, std::to_string(merged.size() + 1), key("changes")};
+  for (const auto& [device_key, entry] : merged) argv.push_back(device_key);
+  for (const auto& [device_key, entry] : merged) {
+    argv.push_back(entry.first);
+    argv.push_back(std::to_string(entry.second.size()));
+    for (const auto& [f, v] : entry.second) {
+      argv.push_back(f);
+      argv.push_back(v);
+    }
+  }
+  StoreResult res;
+  Reply r = command(argv);
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    if (r) error_ = std::string(r->str, r->len);
+    res.error = "unavailable";
+    return res;
+  }
+  res.ok = true;
+  return res;
 }
 
 std::optional<std::string> RedisStore::last_change_id() { return last_stream_id(key("changes")); }
@@ -370,8 +419,7 @@ StoreResult RedisStore::run(const StoreJob& job) {
   std::vector<std::string> write;
   switch (job.type) {
     case StoreJob::Type::touch_device:
-      write = with_fields({"EVAL", kTouchScript, "2", dkey, key("changes"), job.product + ":" + job.device});
-      break;
+      return touch_many({job});
     case StoreJob::Type::ota_version:
       write = with_fields({"HSET", key("ota:version:" + job.product + ":" + job.device)});
       break;

@@ -102,10 +102,22 @@ void StoreWorker::writer_loop() {
       retry = std::min(retry * 2, kRetryMax);
       continue;
     }
-    StoreResult result = store.run(job);
+    // Touches queued behind this one go in the same call: under a login storm that is one write per batch.
+    std::vector<StoreJob> batch;
+    if (job.type == StoreJob::Type::touch_device) {
+      batch.push_back(std::move(job));
+      std::lock_guard lock(jobs_mutex_);
+      while (!jobs_.empty() && jobs_.front().type == StoreJob::Type::touch_device && batch.size() < kTouchBatch) {
+        batch.push_back(std::move(jobs_.front()));
+        jobs_.pop_front();
+      }
+    }
+    StoreResult result = batch.empty() ? store.run(job) : store.touch_many(batch);
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
-      if (job.durable) {
-        std::lock_guard lock(jobs_mutex_);
+      std::lock_guard lock(jobs_mutex_);
+      if (!batch.empty()) {
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
+      } else if (job.durable) {
         jobs_.push_front(std::move(job));
       } else if (job.token) {
         emit(std::move(result));

@@ -90,6 +90,8 @@ class RedisStore {
 
   // Runs a job; ok=false with error "unavailable" when Redis failed (the connection is then dropped).
   StoreResult run(const StoreJob& job);
+  // Runs many touch_device jobs as one script call (a login storm writes one batch, not one call per login).
+  StoreResult touch_many(const std::vector<StoreJob>& jobs);
 
   std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }
 

@@ -32,6 +32,7 @@ class StoreWorker {
   size_t held_writes() const;
   // Writes kept while Redis is unreachable beyond this many are dropped, oldest first, with a warning.
   static constexpr size_t kMaxHeldWrites = 200000;
+  static constexpr size_t kTouchBatch = 500;
 
  private:
   void writer_loop();

@@ -35,7 +35,9 @@ class LoginTest : public StackTest {
     connect(cid, user, pw, kNotAuthorized);
     EXPECT_TRUE(broker->wait_for_log("login refused: client '.*" + reason, std::chrono::seconds(3), from))
         << "no log line for: " << reason << "\n" << broker->log().substr(from);
-    if (pw && pw->size() >= 8) EXPECT_EQ(broker->log().find(*pw), std::string::npos) << "password in the log";
+    if (pw && pw->size() >= 8) {
+      EXPECT_EQ(broker->log().find(*pw), std::string::npos) << "password in the log";
+    }
   }
   std::string krt_secret, emu_secret, tenant_secret;
 };
@@ -47,7 +49,7 @@ TEST_F(LoginTest, LierdaV2Type0SeedVectorIsAccepted) {
             "7CB546B1EE27FF10134B");
   auto dev = connect_v2(c);
   EXPECT_TRUE(dev->connected());
-  EXPECT_TRUE(log_has("login accepted: client 'V2_AA30C505.20MQTTJ000121_0_1675404867' as lierda-v2"));
+  EXPECT_TRUE(log_has("New client connected from .* as V2_AA30C505.20MQTTJ000121_0_1675404867"));
 }
 
 TEST_F(LoginTest, LierdaV2Type1WithCurrentTimestampIsAccepted) {
