@@ -19,8 +19,12 @@ int hex_value(char c) {
   return -1;
 }
 
-// EVP_CIPHER fetched once; EVP_aes_128_ecb() is a static legacy object and needs no freeing.
-const EVP_CIPHER* aes128_ecb() { return EVP_aes_128_ecb(); }
+// Fetched once: with OpenSSL 3 a legacy EVP_aes_128_ecb() makes every EncryptInit fetch the implementation again
+// (under a lock), which shows on the login path. Kept for the life of the process.
+const EVP_CIPHER* aes128_ecb() {
+  static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-128-ECB", nullptr);
+  return cipher ? cipher : EVP_aes_128_ecb();
+}
 
 std::optional<Bytes> base64_decode(std::string_view in) {
   if (in.empty() || in.size() % 4 != 0) return std::nullopt;
