@@ -250,7 +250,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
 int mosquitto_plugin_cleanup(void*, struct mosquitto_opt*, int) {
   if (!g_plugin) return MOSQ_ERR_SUCCESS;
   for (const auto& r : kCallbacks) mosquitto_callback_unregister(g_plugin->id, r.event, r.cb, nullptr);
-  g_plugin->worker->stop();
+  g_plugin->gate->on_shutdown();
+  g_plugin->worker->stop();  // writes what is queued first, while Redis answers
   // Writes still held (Redis unreachable at shutdown) are lost with the process; say how many.
   size_t held = g_plugin->worker->held_writes();
   if (held) mosquitto_log_printf(MOSQ_LOG_WARNING, "iotgate: stopping with %zu writes not yet in redis", held);

@@ -781,8 +781,17 @@ void Gate::on_disconnect(std::string_view client_id, const void* handle) {
   if (it == sessions_.end() || it->second.handle != handle) return;
   Identity id = std::move(it->second.identity);
   sessions_.erase(it);
-  if (!has_device(id.kind)) return;
+  mark_offline(id, clock_());
+}
+
+void Gate::on_shutdown() {
   int64_t now = clock_();
+  for (const auto& [cid, s] : sessions_) mark_offline(s.identity, now);
+  sessions_.clear();
+}
+
+void Gate::mark_offline(const Identity& id, int64_t now) {
+  if (!has_device(id.kind)) return;
   if (Device* d = registry_.device_mut(id.product, id.device)) d->last_offline = std::max(d->last_offline, now);
   touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
 }

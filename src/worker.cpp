@@ -34,11 +34,14 @@ void StoreWorker::stop() {
 }
 
 void StoreWorker::submit(StoreJob job) {
+  // Login / logout times need no hurry: the writer picks them up within kTouchDelay, in batches, without a wakeup
+  // (a futex call and a context switch) on the broker thread for every login.
+  bool wake = job.type != StoreJob::Type::touch_device;
   {
     std::lock_guard lock(jobs_mutex_);
     jobs_.push_back(std::move(job));
   }
-  jobs_cv_.notify_one();
+  if (wake) jobs_cv_.notify_one();
 }
 
 size_t StoreWorker::held_writes() const {
@@ -69,14 +72,22 @@ void StoreWorker::writer_loop() {
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;
-  while (!stop_) {
-    StoreJob job;
+  auto urgent = [this] { return stop_ || jobs_.size() >= kTouchBatch || jobs_.back().type != StoreJob::Type::touch_device; };
+  while (true) {
+    // Next batch: one job, or every touch queued (up to kTouchBatch): a login storm costs one write per batch.
+    std::vector<StoreJob> batch;
     {
       std::unique_lock lock(jobs_mutex_);
-      jobs_cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (stop_) break;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      // Touches arrive without a wakeup: look every kTouchDelay, and let lone touches gather for one more.
+      while (!stop_ && jobs_.empty()) jobs_cv_.wait_for(lock, kTouchDelay);
+      if (!jobs_.empty() && !urgent()) jobs_cv_.wait_for(lock, kTouchDelay, urgent);
+      if (jobs_.empty()) break;  // stopping, nothing left
+      bool touches = jobs_.front().type == StoreJob::Type::touch_device;
+      do {
+        batch.push_back(std::move(jobs_.front()));
+        jobs_.pop_front();
+      } while (touches && !jobs_.empty() && jobs_.front().type == StoreJob::Type::touch_device &&
+               batch.size() < kTouchBatch);
     }
     if (!store.connected() && !store.connect()) {
       // Redis is away: answer the waiting devices "busy" now; keep the durable writes for later.
@@ -84,7 +95,7 @@ void StoreWorker::writer_loop() {
       size_t held = 0;
       {
         std::lock_guard lock(jobs_mutex_);
-        jobs_.push_front(std::move(job));
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
         for (auto& j : jobs_) {
           if (j.durable) kept.push_back(std::move(j));
           else if (j.token) emit(StoreResult{j.token, false, "unavailable", std::nullopt});
@@ -93,6 +104,7 @@ void StoreWorker::writer_loop() {
         jobs_.swap(kept);
         held = jobs_.size();
       }
+      if (stop_) break;
       if (!reported_down) {
         log(LogLevel::warning, "iotgate: redis unreachable (" + store.last_error() + "); holding " +
                                    std::to_string(held) + " writes until it returns");
@@ -102,27 +114,16 @@ void StoreWorker::writer_loop() {
       retry = std::min(retry * 2, kRetryMax);
       continue;
     }
-    // Touches queued behind this one go in the same call: under a login storm that is one write per batch.
-    std::vector<StoreJob> batch;
-    if (job.type == StoreJob::Type::touch_device) {
-      batch.push_back(std::move(job));
-      std::lock_guard lock(jobs_mutex_);
-      while (!jobs_.empty() && jobs_.front().type == StoreJob::Type::touch_device && batch.size() < kTouchBatch) {
-        batch.push_back(std::move(jobs_.front()));
-        jobs_.pop_front();
-      }
-    }
-    StoreResult result = batch.empty() ? store.run(job) : store.touch_many(batch);
+    bool is_touch = batch.front().type == StoreJob::Type::touch_device;
+    StoreResult result = is_touch ? store.touch_many(batch) : store.run(batch.front());
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
       std::lock_guard lock(jobs_mutex_);
-      if (!batch.empty()) {
+      if (is_touch || batch.front().durable) {
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
-      } else if (job.durable) {
-        jobs_.push_front(std::move(job));
-      } else if (job.token) {
+      } else if (batch.front().token) {
         emit(std::move(result));
       }
-      continue;  // the next round reconnects
+      continue;  // the next round reconnects (or, when stopping, keeps them as held)
     }
     if (reported_down) {
       log(LogLevel::notice, "iotgate: redis reachable again; applying held writes");
@@ -131,7 +132,7 @@ void StoreWorker::writer_loop() {
     retry = kRetryMin;
     if (!result.ok && result.error == "unavailable")
       log(LogLevel::warning, "iotgate: redis refused a write: " + store.last_error());
-    if (job.token) emit(std::move(result));
+    if (!is_touch && batch.front().token) emit(std::move(result));
   }
 }
 

@@ -51,6 +51,8 @@ class Gate {
                  std::string_view topic);
   Verdict on_message(std::string_view client_id, std::string_view topic, std::string_view payload);
   void on_disconnect(std::string_view client_id, const void* handle);
+  // The broker is stopping: every open device session counts as offline now (its writes are queued).
+  void on_shutdown();
 
   void on_snapshot(Snapshot snapshot);
   void on_update(const EntityUpdate& update);
@@ -108,6 +110,7 @@ class Gate {
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
   Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
+  void mark_offline(const Identity& id, int64_t now);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.
   void revalidate(const std::function<bool(const Identity&)>& in_scope);

@@ -33,6 +33,7 @@ class StoreWorker {
   // Writes kept while Redis is unreachable beyond this many are dropped, oldest first, with a warning.
   static constexpr size_t kMaxHeldWrites = 200000;
   static constexpr size_t kTouchBatch = 500;
+  static constexpr std::chrono::milliseconds kTouchDelay{50};
 
  private:
   void writer_loop();

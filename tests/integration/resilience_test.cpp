@@ -5,6 +5,7 @@ namespace iotgate::test {
 namespace {
 
 using std::chrono::milliseconds;
+using std::chrono::seconds;
 
 TEST(PluginOptions, InvalidOrUnknownOptionRefusesToStart) {
   for (auto [opts, message] : std::vector<std::pair<std::map<std::string, std::string>, std::string>>{
@@ -19,7 +20,9 @@ TEST(PluginOptions, InvalidOrUnknownOptionRefusesToStart) {
     } catch (const std::exception&) {
       started = false;
     }
-    if (started) EXPECT_TRUE(broker.wait_for_log("never", milliseconds(500)) || !broker.running());
+    if (started) {
+      EXPECT_TRUE(broker.wait_for_log("never", milliseconds(500)) || !broker.running());
+    }
     EXPECT_FALSE(broker.running()) << message;
     std::string all = broker.log() + read_file(broker.output_path());
     EXPECT_NE(all.find("iotgate: refusing to start: " + message), std::string::npos) << all;
@@ -153,6 +156,21 @@ TEST_F(RedisOutageTest, BrokerRestartLosesNothing) {
   connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts), 135);
   auto app = connect("app-1", "app", "app-pw");
   EXPECT_TRUE(app->connected());
+}
+
+TEST_F(RedisOutageTest, DevicesOnlineAtShutdownAreRecordedOffline) {
+  int64_t ts = unix_now() - 1;
+  V2Creds c = v2_creds(kPid, kEui, kSecret, 1, ts);
+  auto dev = connect_v2(c);
+  ASSERT_TRUE(dev->connected());
+  broker->stop();  // SIGTERM with the device still connected
+  std::string offline = redis.cli({"HGET", device_key, "last_offline"});
+  ASSERT_FALSE(offline.empty()) << "the offline time of a device online at shutdown was lost";
+  EXPECT_GE(std::stoll(offline), ts);
+  size_t from = broker->log_size();
+  broker->start();
+  ASSERT_TRUE(broker->wait_for_log("iotgate: loaded", seconds(10), from));
+  connect_v2(c, 135);  // the password captured before the restart cannot be replayed
 }
 
 TEST_F(RedisOutageTest, RedisRestartWithDevicesConnected) {
