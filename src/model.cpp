@@ -191,7 +191,9 @@ void Registry::remove_product(const std::string& id) {
   auto_created_.erase(id);
   for (auto it = devices_.begin(); it != devices_.end();) {
     if (it->second.product == id) {
-      emu_uids_.erase(it->second.id);
+      // Only the uid entry that points at this very device: another product's gateway may share the id.
+      auto uid = emu_uids_.find(it->second.id);
+      if (uid != emu_uids_.end() && uid->second == it->first) emu_uids_.erase(uid);
       it = devices_.erase(it);
     } else {
       ++it;

@@ -123,6 +123,31 @@ TEST(Model, RegistryIndexesEmuUidsAndCountsAutoCreated) {
   EXPECT_EQ(r.auto_created("K"), 0u);
 }
 
+// Found by fuzz_acl_rules: deleting a product must not drop another product's EMU gateway of the same id.
+TEST(Model, RemovingAProductKeepsOtherGatewaysWithTheSameId) {
+  Registry r;
+  Product emu;
+  emu.id = "E2";
+  emu.protocol = Protocol::emu;
+  emu.emu_namespace = "wudun";
+  r.put_product(emu);
+  Product krt;
+  krt.id = "K1";
+  krt.protocol = Protocol::krt;
+  r.put_product(krt);
+  Device gw;
+  gw.product = "E2";
+  gw.id = "d0";
+  r.put_device(gw);
+  Device kd;
+  kd.product = "K1";
+  kd.id = "d0";
+  r.put_device(kd);
+  r.remove_product("K1");
+  ASSERT_TRUE(r.emu_device_by_uid("d0"));
+  EXPECT_EQ(r.emu_device_by_uid("d0")->product, "E2");
+}
+
 TEST(Log, RateLimitsPerReason) {
   std::vector<std::string> lines;
   Log log([&](LogLevel, const std::string& s) { lines.push_back(s); }, LogLevel::info, 3, 3600);
