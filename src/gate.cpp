@@ -333,6 +333,7 @@ void Gate::after_login(const ClientInfo& client, const Identity& id) {
   if (log_.enabled(LogLevel::debug))
     log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
+  sessions_[cid] = Session{id, client.handle, wall_ms()};  // first: a rekey below belongs to this connection
   int64_t now = clock_();
   if (has_device(id.kind)) {
     if (Device* d = registry_.device_mut(id.product, id.device)) {
@@ -350,7 +351,6 @@ void Gate::after_login(const ClientInfo& client, const Identity& id) {
       }
     }
   }
-  sessions_[cid] = Session{id, client.handle, wall_ms()};
 }
 
 void Gate::touch(const std::string& product, const std::string& device, Fields fields) {
@@ -554,6 +554,7 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   Pending p;
   p.kind = PendingKind::lierda_auth;
   p.client_id = client_id;
+  p.handle = sessions_.find(client_id)->second.handle;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + "downlink";
@@ -659,6 +660,7 @@ bool Gate::handle_krt_register(const std::string& client_id, const Identity& id,
   Pending p;
   p.kind = PendingKind::krt_register;
   p.client_id = client_id;
+  p.handle = sessions_.find(client_id)->second.handle;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + std::string(kKrtRegisterSet);
@@ -718,6 +720,7 @@ void Gate::start_rekey(const std::string& client_id, const Identity& id, const P
   Pending p;
   p.kind = PendingKind::session_rekey;
   p.client_id = client_id;
+  p.handle = sessions_.count(client_id) ? sessions_.find(client_id)->second.handle : nullptr;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + "downlink";
@@ -741,8 +744,15 @@ void Gate::on_result(const StoreResult& result) {
       log_.warning("iotgate: stored device is malformed: " + err);
     }
   } else if (!result.ok) {
+    static const std::set<std::string> known = {"unavailable", "unknown_product", "unknown_device", "disabled", "limit"};
     log_.limited(LogLevel::warning, "store-refused",
-                 "iotgate: could not store the credentials for '" + p.client_id + "': " + result.error);
+                 "iotgate: could not store the credentials for '" + p.client_id +
+                     "': " + (known.count(result.error) ? result.error : std::string("store error")));
+  }
+  if (!still_asking(p)) {
+    log_.notice("iotgate: reply for " + p.product + "/" + p.device + " not sent: client '" + p.client_id +
+                "' has left or is now another connection");
+    return;
   }
   switch (p.kind) {
     case PendingKind::lierda_auth: {
@@ -771,6 +781,12 @@ void Gate::on_result(const StoreResult& result) {
       }
       break;
   }
+}
+
+bool Gate::still_asking(const Pending& p) const {
+  auto it = sessions_.find(p.client_id);
+  return it != sessions_.end() && it->second.handle == p.handle && it->second.identity.product == p.product &&
+         it->second.identity.device == p.device;
 }
 
 // --- disconnects -------------------------------------------------------------------------------------------

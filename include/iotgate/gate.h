@@ -81,6 +81,8 @@ class Gate {
   struct Pending {
     PendingKind kind;
     std::string client_id;
+    const void* handle = nullptr;  // the connection that asked: a reply goes to it only, never to a later holder
+                                   // of the same client id (KRT devices may share one)
     std::string product, device;
     std::string topic;
     std::string message_id_json;  // MessageId / ID as it came, re-serialized
@@ -116,6 +118,8 @@ class Gate {
   void revalidate(const std::function<bool(const Identity&)>& in_scope);
   std::optional<std::string> session_invalid_reason(const Identity& id) const;
   void refuse_log(const ClientInfo& client, const Refusal& r);
+  // True while the connection that made `p` still holds its client id as the same device.
+  bool still_asking(const Pending& p) const;
   void ask_firmware(const std::string& product, const std::string& device);
   void answer_lierda_report(const std::string& client_id, const Identity& id, std::string_view suffix,
                             std::string_view payload);

@@ -408,3 +408,30 @@ TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {
   now_ += 301;
   EXPECT_TRUE(from("10.0.0.9", good));
 }
+
+// Found by fuzz_messages: KRT devices may share the client id ProductID. A secret issued for one device must not
+// reach another device that took the client id over while the write was pending.
+TEST_F(GateTest, PendingSecretIsNotSentToAnotherConnectionWithTheSameClientId) {
+  int first = 0, second = 0;
+  ASSERT_TRUE(login("KP1", "NEW1", "prodsecret", &first));
+  gate_.on_message("KP1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"a"})");
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  StoreJob job = effects_.jobs[0];
+  ASSERT_TRUE(login("KP1", "KD1", "devsecret1", &second));  // takeover of client id "KP1" by another device
+  gate_.on_disconnect("KP1", &first);
+  gate_.on_result(StoreResult{job.token, true, "", Fields{{"enabled", "1"}, {"origin", "auto"}, {"secret", job.candidate_secret}}});
+  for (const auto& p : effects_.published) EXPECT_EQ(p.payload.find(job.candidate_secret), std::string::npos) << p.topic;
+  EXPECT_TRUE(effects_.published.empty());
+  EXPECT_TRUE(logged("not sent"));
+}
+
+TEST_F(GateTest, StoreErrorsAreLoggedOnlyAsKnownCodes) {
+  std::string cid = "BB30C505-NEWDEV03";
+  ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
+  gate_.on_message(cid, "/sys/device/auth",
+                   R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV03","Type":0},"Version":"2.0"})");
+  ASSERT_EQ(effects_.jobs.size(), 1u);
+  gate_.on_result(StoreResult{effects_.jobs[0].token, false, "leaked-secret-text", std::nullopt});
+  for (const auto& l : lines_) EXPECT_EQ(l.find("leaked-secret-text"), std::string::npos) << l;
+  EXPECT_TRUE(logged("store error"));
+}
