@@ -12,6 +12,7 @@
 
 #include "iotgate/crypto.h"
 #include "iotgate/ids.h"
+#include "iotgate/json.h"
 #include "iotgate/lierda.h"
 #include "iotgate/topic.h"
 
@@ -543,7 +544,7 @@ void Gate::forget_quiet_addresses(int64_t now) {
 
 bool Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
   rapidjson::Document doc;
-  doc.Parse(payload.data(), payload.size());
+  doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto drop = [&](const std::string& why) {
     log_.limited(LogLevel::notice, "bad-auth-request",
                  "iotgate: auth request from '" + client_id + "' refused: " + why);
@@ -624,7 +625,7 @@ void Gate::reply_auth(const Pending& p, int code, const Device* device) {
 
 bool Gate::handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload) {
   rapidjson::Document doc;
-  doc.Parse(payload.data(), payload.size());
+  doc.Parse<kDeviceJson>(payload.data(), payload.size());
   if (doc.HasParseError() || !doc.IsObject()) {
     log_.limited(LogLevel::notice, "bad-register-request",
                  "iotgate: register message from '" + client_id + "' refused: not a JSON object");

@@ -1,5 +1,7 @@
 #include "iotgate/lierda.h"
 
+#include "iotgate/json.h"
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -48,14 +50,14 @@ std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_vie
   if (suffix == "model/hex") {
     // A full-hex report is a bare hex string, no frame (never encrypted).
     rapidjson::Document d;
-    d.Parse(payload.data(), payload.size());
+    d.Parse<kDeviceJson>(payload.data(), payload.size());
     std::string_view hex = !d.HasParseError() && d.IsString() ? std::string_view(d.GetString(), d.GetStringLength())
                                                               : payload;
     bool ok = !hex.empty() && hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
     if (!ok) ack.problem = "not a hex string";
   } else {
     rapidjson::Document d;
-    d.Parse<rapidjson::kParseTrailingCommasFlag>(payload.data(), payload.size());
+    d.Parse<kDeviceJson>(payload.data(), payload.size());
     if (d.HasParseError() || !d.IsObject()) return std::nullopt;
     auto mid = d.FindMember("MessageId");
     if (mid != d.MemberEnd() && (mid->value.IsNumber() || mid->value.IsString())) ack.message_id = json_text(mid->value);

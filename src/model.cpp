@@ -1,5 +1,6 @@
 #include "iotgate/model.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <rapidjson/document.h>
@@ -84,7 +85,7 @@ std::optional<Product> product_from_fields(const std::string& id, const Fields& 
     case Protocol::lierda:
       p.openid = value_or(f, "openid", "");
       p.product_key = value_or(f, "product_key", "");
-      p.auth_type = static_cast<int>(int_or(f, "auth_type", -1));
+      p.auth_type = static_cast<int>(std::clamp<int64_t>(int_or(f, "auth_type", -1), -1, 3));  // range-checked below
       p.encrypted = flag(f, "encrypted");
       if (!is_lierda_id(id) || !is_lierda_id(p.openid) || !is_hex_key(p.product_key) || p.auth_type < 0 ||
           p.auth_type > 2)

@@ -9,12 +9,11 @@
 
 #include "iotgate/crypto.h"
 #include "iotgate/gate.h"
+#include "iotgate/json.h"
 
 namespace iotgate {
 namespace {
 
-// Devices' JSON is parsed leniently: the seeds' own samples carry trailing commas.
-constexpr unsigned kLenient = rapidjson::kParseTrailingCommasFlag | rapidjson::kParseNanAndInfFlag;
 
 bool parse_i64(std::string_view s, int64_t& out) {
   if (s.empty()) return false;
@@ -119,12 +118,17 @@ std::optional<OtaTask> ota_task_from_fields(const std::string& id, const Fields&
   t.target_url = str_field(f, "target_version_url");
   t.target_md5 = str_field(f, "target_version_md5");
   t.target_size = int_field(f, "target_version_size", 0);
-  t.status = static_cast<int>(int_field(f, "status", 0));
-  t.task_type = static_cast<int>(int_field(f, "task_type", 0));
-  t.scope_category = static_cast<int>(int_field(f, "scope_category", 0));
-  t.tag_type = static_cast<int>(int_field(f, "tag_type", 0));
+  // Out-of-range values become -1 (never running, never matching) rather than wrapping into a valid one.
+  auto small = [&](const char* name, int64_t fallback, int64_t hi) {
+    int64_t v = int_field(f, name, fallback);
+    return v < 0 || v > hi ? -1 : static_cast<int>(v);
+  };
+  t.status = small("status", 0, 3);
+  t.task_type = small("task_type", 0, 1);
+  t.scope_category = small("scope_category", 0, 1);
+  t.tag_type = small("tag_type", 0, 1);
   t.rate_limit = int_field(f, "rate_limit", 0);
-  t.gray_percent = static_cast<int>(int_field(f, "gray_percent", 100));
+  t.gray_percent = small("gray_percent", 100, 100);
   t.ack_timeout = int_field(f, "ack_timeout", 600);
   t.upgrade_timeout = int_field(f, "upgrade_timeout", 86400);
   std::string list = str_field(f, "device_list");
@@ -357,7 +361,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
                           const Device& device, std::string_view suffix, std::string_view payload,
                           int64_t session_started_ms) {
   rapidjson::Document doc;
-  doc.Parse<kLenient>(payload.data(), payload.size());
+  doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto refuse = [&](const std::string& why) {
     log_.limited(LogLevel::notice, "bad-ota-message",
                  "iotgate: " + std::string(suffix) + " from '" + client_id + "' refused: " + why);
@@ -381,7 +385,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
     std::optional<std::string> plain;
     if (cipher && key) plain = aes128_ecb_decrypt(*key, *cipher);
     if (!plain) return refuse("Payload does not decrypt under the session key");
-    body.Parse<kLenient>(plain->data(), plain->size());
+    body.Parse<kDeviceJson>(plain->data(), plain->size());
     if (body.HasParseError()) return refuse("decrypted Payload is not JSON");
     p = &body;
   }
@@ -436,7 +440,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
 bool OtaRouter::on_krt(const std::string& client_id, const Identity& id, std::string_view payload,
                        int64_t session_started_ms) {
   rapidjson::Document doc;
-  doc.Parse<kLenient>(payload.data(), payload.size());
+  doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto refuse = [&](const std::string& why) {
     log_.limited(LogLevel::notice, "bad-ota-message", "iotgate: ota/post from '" + client_id + "' refused: " + why);
     return false;
@@ -473,7 +477,7 @@ bool OtaRouter::on_krt(const std::string& client_id, const Identity& id, std::st
 bool OtaRouter::on_emu(const std::string& client_id, const Identity& id, std::string_view name,
                        std::string_view payload) {
   rapidjson::Document doc;
-  doc.Parse<kLenient>(payload.data(), payload.size());
+  doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto refuse = [&](const std::string& why) {
     log_.limited(LogLevel::notice, "bad-ota-message",
                  "iotgate: EMU " + std::string(name) + " result from '" + client_id + "' refused: " + why);

@@ -435,3 +435,19 @@ TEST_F(GateTest, StoreErrorsAreLoggedOnlyAsKnownCodes) {
   for (const auto& l : lines_) EXPECT_EQ(l.find("leaked-secret-text"), std::string::npos) << l;
   EXPECT_TRUE(logged("store error"));
 }
+
+// A deeply nested payload must not exhaust the broker thread's stack, even with max_payload raised to its top.
+TEST_F(GateTest, DeeplyNestedPayloadIsRefusedWithoutRecursion) {
+  Config big;
+  big.max_payload = 16 * 1024 * 1024;
+  FakeEffects fx;
+  Gate gate(big, log_, fx, [this] { return now_; });
+  auto reg = std::make_unique<Registry>();
+  reg->put_product(*gate_.registry().product(kPid));
+  gate.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  std::string cid = std::string(kPid) + "-" + kEui;
+  ClientInfo c{cid, std::string_view("AUTH-7ED01E2A-AA30C505"), "", &handles_[cid]};
+  ASSERT_TRUE(gate.authenticate(c, std::string_view(kKey)));
+  EXPECT_EQ(gate.on_message(cid, "/sys/device/auth", std::string(4 * 1024 * 1024, '[')), Verdict::drop);
+  EXPECT_TRUE(fx.published.empty());
+}

@@ -59,6 +59,10 @@ TEST(Model, ProductFromFields) {
   EXPECT_EQ(p->auth_type, 1);
   EXPECT_TRUE(p->encrypted);
   EXPECT_FALSE(product_from_fields("AA30C505", {{"protocol", "lierda"}, {"openid", "7ED01E2A"}}, &err));
+  // 2^32 + 1 must not wrap into auth type 1 (found by fuzz_acl_rules).
+  EXPECT_FALSE(product_from_fields("AA30C505", {{"protocol", "lierda"}, {"openid", "7ED01E2A"},
+                                                {"product_key", "DB6FACEF35BEBA0517712F0E4BE32936"},
+                                                {"auth_type", "4294967297"}}, &err));
   EXPECT_FALSE(product_from_fields("X", {{"protocol", "mqtt"}}, &err));
   EXPECT_FALSE(product_from_fields("P", {{"protocol", "emu"}, {"namespace", "other"}}, &err));
   auto k = product_from_fields("P1", {{"protocol", "krt"}, {"product_secret", "s"}, {"dynamic_register", "1"},
