@@ -1,0 +1,1375 @@
+// iotgate_loadgen: the MQTT load generator of the iotgate benchmarks (bench/run.sh).
+//
+// Many libmosquitto clients per thread: each thread owns an epoll set over its clients' sockets and drives them
+// with mosquitto_loop_read / mosquitto_loop_write (libmosquitto's own select() loop handles one client only).
+// Devices are Lierda V2 devices of one product, NodeEui = <eui-prefix><index, 8 digits>, with DeviceSecrets
+// derived from the index, so `populate` (Redis bulk load) and the login modes agree without talking to Redis.
+//
+// Modes:
+//   populate   Redis protocol (RESP) for `redis-cli --pipe`: the product and N devices (docs/redis-schema.md)
+//   passwd     user:password lines for `mosquitto_passwd -U` (the password_file baseline)
+//   connect    N logins, C in flight at a time; connections/second to an accepted CONNACK
+//   publish    K devices publish on their own topic while one subscriber on /sys/# counts deliveries
+//   hold       keep N sessions connected and idle; report the broker's RSS before and after
+// Every mode prints one JSON line on stdout and a human-readable line on stderr. Every loop is bounded in time.
+#include <mosquitto.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+#include "iotgate/crypto.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using namespace std::chrono_literals;
+
+double seconds_between(TimePoint a, TimePoint b) { return std::chrono::duration<double>(b - a).count(); }
+TimePoint after(TimePoint t, double seconds) {
+  return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "iotgate_loadgen: %s\n", msg.c_str());
+  std::exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Options: `--name value` pairs, plus a few flags without a value.
+
+class Options {
+ public:
+  Options(int argc, char** argv, int first) {
+    static const std::set<std::string> kFlags = {"--keep", "--quiet"};
+    for (int i = first; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.rfind("--", 0) != 0) die("unexpected argument '" + a + "'");
+      if (kFlags.count(a)) {
+        values_[a.substr(2)] = "1";
+        continue;
+      }
+      if (i + 1 >= argc) die("option " + a + " needs a value");
+      values_[a.substr(2)] = argv[++i];
+    }
+  }
+  std::string str(const std::string& name, const std::string& def) {
+    used_.insert(name);
+    auto it = values_.find(name);
+    return it == values_.end() ? def : it->second;
+  }
+  long num(const std::string& name, long def) {
+    std::string s = str(name, std::to_string(def));
+    char* end = nullptr;
+    long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end) die("option --" + name + ": not an integer: " + s);
+    return v;
+  }
+  double real(const std::string& name, double def) {
+    std::ostringstream d;
+    d << def;
+    std::string s = str(name, d.str());
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end) die("option --" + name + ": not a number: " + s);
+    return v;
+  }
+  bool flag(const std::string& name) { return str(name, "") == "1"; }
+  void check_all_used() const {
+    for (const auto& [k, v] : values_)
+      if (!used_.count(k)) die("unknown option --" + k + " for this mode");
+  }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::set<std::string> used_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// The bench fleet: one Lierda product and devices named by index.
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+enum class Login { v2t1, v2t0, userpass, anon };
+
+Login parse_login(const std::string& s) {
+  if (s == "v2t1") return Login::v2t1;
+  if (s == "v2t0") return Login::v2t0;
+  if (s == "userpass") return Login::userpass;
+  if (s == "anon") return Login::anon;
+  die("--login must be v2t1, v2t0, userpass or anon");
+}
+
+struct Creds {
+  std::string client_id;
+  std::optional<std::string> username, password;
+};
+
+struct Fleet {
+  std::string openid, product, key, eui_prefix;
+  uint64_t seed = 0;
+
+  explicit Fleet(Options& o)
+      : openid(o.str("openid", "BE5C0001")),
+        product(o.str("product-id", "BE5C0D01")),
+        key(o.str("product-key", "B0E5C0DEB0E5C0DEB0E5C0DEB0E5C0DE")),
+        eui_prefix(o.str("eui-prefix", "BENCH")),
+        seed(static_cast<uint64_t>(o.num("seed", 20240601))) {}
+
+  std::string eui(long i) const {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%08ld", eui_prefix.c_str(), i);
+    return buf;
+  }
+  std::string secret(long i) const {
+    char buf[40];
+    uint64_t a = splitmix64(seed * 0x100000001B3ull + static_cast<uint64_t>(i) * 2);
+    uint64_t b = splitmix64(seed * 0x100000001B3ull + static_cast<uint64_t>(i) * 2 + 1);
+    std::snprintf(buf, sizeof buf, "%016" PRIX64 "%016" PRIX64, a, b);
+    return buf;
+  }
+  std::string username(long i) const { return openid + "-" + product + "-" + eui(i); }
+  std::string topic(long i, const std::string& leaf) const {
+    return "/sys/" + openid + "/" + product + "/" + eui(i) + "/" + leaf;
+  }
+  std::string password(long i, std::optional<int64_t> ts) const {
+    auto pw = iotgate::lierda_v2_password(secret(i), product, eui(i), key, ts);
+    if (!pw) die("cannot compute a V2 password (bad secret?)");
+    return *pw;
+  }
+  // The same CONNECT for every broker: a V2 client id; the plain broker ignores username and password.
+  Creds creds(long i, Login kind, int64_t ts) const {
+    Creds c;
+    int type = kind == Login::v2t1 || kind == Login::anon ? 1 : 0;
+    c.client_id = "V2_" + product + "." + eui(i) + "_" + std::to_string(type) + "_" + std::to_string(ts);
+    if (kind == Login::anon) return c;
+    c.username = username(i);
+    c.password = password(i, kind == Login::v2t1 ? std::optional<int64_t>(ts) : std::nullopt);
+    return c;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// /proc readings
+
+long rss_kb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+// utime + stime of a process (all threads) or of one thread, in milliseconds; -1 when unreadable.
+double cpu_ms(const std::string& stat_path) {
+  std::ifstream in(stat_path);
+  std::string s;
+  std::getline(in, s);
+  size_t close = s.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(s.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 1000.0 * static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Busy CPU time of the whole machine (all CPUs), in milliseconds.
+double system_busy_ms() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  unsigned long long v[10] = {};
+  in >> cpu;
+  for (auto& x : v) in >> x;
+  unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // user nice system irq softirq steal
+  return 1000.0 * static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// --cpu name=pid,...: CPU time of each process (name) and of its main thread (name_main) over an interval, plus
+// this load generator (loadgen) and everything else on the machine (others: processes not ours; approximate).
+struct CpuWatch {
+  std::vector<std::pair<std::string, pid_t>> pids;
+  std::map<std::string, double> start;
+  explicit CpuWatch(const std::string& spec) {
+    std::istringstream in(spec);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      size_t eq = item.find('=');
+      if (eq == std::string::npos) die("--cpu wants name=pid,...");
+      pids.emplace_back(item.substr(0, eq), static_cast<pid_t>(std::atol(item.c_str() + eq + 1)));
+    }
+  }
+  std::map<std::string, double> read() const {
+    std::map<std::string, double> out;
+    for (const auto& [name, pid] : pids) {
+      std::string p = "/proc/" + std::to_string(pid);
+      out[name] = cpu_ms(p + "/stat");
+      out[name + "_main"] = cpu_ms(p + "/task/" + std::to_string(pid) + "/stat");
+    }
+    out["loadgen"] = cpu_ms("/proc/self/stat");
+    out["system"] = system_busy_ms();
+    return out;
+  }
+  void begin() { start = read(); }
+  // CPU time (ms) of processes not ours between two readings.
+  double others_between(const std::map<std::string, double>& a, const std::map<std::string, double>& b) const {
+    double others = b.at("system") - a.at("system") - (b.at("loadgen") - a.at("loadgen"));
+    for (const auto& [name, pid] : pids) others -= b.at(name) - a.at(name);
+    return std::max(0.0, others);
+  }
+  std::string json_since() const {
+    auto now = read();
+    std::map<std::string, double> d;
+    for (const auto& [k, v] : now) {
+      auto it = start.find(k);
+      if (it != start.end() && v >= 0 && it->second >= 0) d[k] = v - it->second;
+    }
+    double others = d["system"] - d["loadgen"];
+    for (const auto& [name, pid] : pids) others -= d[name];
+    d["others"] = std::max(0.0, others);
+    d.erase("system");
+    std::ostringstream o;
+    o << "{";
+    bool first = true;
+    for (const auto& [k, v] : d) {
+      o << (first ? "" : ",") << "\"" << k << "\":" << std::llround(v);
+      first = false;
+    }
+    o << "}";
+    return o.str();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Signals: SIGINT/SIGTERM/SIGUSR1 are blocked in every thread and taken by one signal thread.
+
+std::atomic<bool> g_stop{false};
+std::atomic<pid_t> g_stopped_pid{0};  // a process we SIGSTOPped and must SIGCONT whatever happens
+
+sigset_t handled_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  return set;
+}
+
+void resume_stopped() {
+  pid_t p = g_stopped_pid.exchange(0);
+  if (p > 0) ::kill(p, SIGCONT);
+}
+
+// A thread of its own takes the signals: SIGUSR1 asks for a clean finish (g_stop); SIGINT / SIGTERM resume a
+// process we stopped and end at once.
+void start_signal_thread() {
+  std::thread([] {
+    sigset_t set = handled_signals();
+    while (true) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGUSR1) {
+        g_stop = true;
+        continue;
+      }
+      resume_stopped();
+      std::_Exit(128 + sig);
+    }
+  }).detach();
+}
+
+// Sleeps until `t`; returns true when asked to stop first.
+bool sleep_until(TimePoint t) {
+  while (!g_stop) {
+    auto left = t - Clock::now();
+    if (left <= Clock::duration::zero()) return false;
+    std::this_thread::sleep_for(std::min<Clock::duration>(left, 20ms));
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Many clients per thread.
+
+struct Worker;
+
+struct Conn {
+  Worker* worker = nullptr;
+  mosquitto* mosq = nullptr;
+  int fd = -1;           // registered in the worker's epoll set
+  uint32_t events = 0;   // registered events
+  long device = -1;
+  TimePoint started;
+  bool connack = false;  // CONNACK seen
+  int connack_rc = -1;
+  bool closed = false;   // libmosquitto closed the socket (on_disconnect)
+  bool ready = false;    // on the worker's ready list
+  enum class Phase { inflight, done, kept } phase = Phase::inflight;  // connection storms
+  bool suback = false;
+  int inflight = 0;      // QoS 1 publishes waiting for PUBACK
+  std::string topic;
+};
+
+struct Worker {
+  int ep = -1;
+  std::string host;
+  int port = 0;
+  int keepalive = 600;
+  int protocol = MQTT_PROTOCOL_V311;
+  std::vector<Conn*> ready;  // connack / closed since last looked at
+  std::function<void(Conn*, const mosquitto_message*)> on_message;
+  std::atomic<long>* acked = nullptr;  // QoS 1 PUBACKs, when set
+
+  Worker() {
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die(std::string("epoll_create1: ") + std::strerror(errno));
+  }
+  ~Worker() {
+    if (ep >= 0) ::close(ep);
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  static void cb_connect(mosquitto*, void* obj, int rc) {
+    auto* c = static_cast<Conn*>(obj);
+    c->connack = true;
+    c->connack_rc = rc;
+    c->worker->mark(c);
+  }
+  static void cb_disconnect(mosquitto*, void* obj, int) {
+    auto* c = static_cast<Conn*>(obj);
+    c->closed = true;
+    c->fd = -1;  // libmosquitto closed it: the kernel dropped it from the epoll set
+    c->worker->mark(c);
+  }
+  static void cb_publish(mosquitto*, void* obj, int) {
+    auto* c = static_cast<Conn*>(obj);
+    if (c->inflight > 0) {
+      c->inflight--;
+      if (c->worker->acked) c->worker->acked->fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  static void cb_subscribe(mosquitto*, void* obj, int, int, const int*) { static_cast<Conn*>(obj)->suback = true; }
+  static void cb_message(mosquitto*, void* obj, const mosquitto_message* m) {
+    auto* c = static_cast<Conn*>(obj);
+    if (c->worker->on_message) c->worker->on_message(c, m);
+  }
+
+  void mark(Conn* c) {
+    if (!c->ready) {
+      c->ready = true;
+      ready.push_back(c);
+    }
+  }
+
+  // Starts a connection; nullptr when libmosquitto refused at once (counted by the caller as a failure).
+  Conn* open(long device, const Creds& cr) {
+    auto* c = new Conn;
+    c->worker = this;
+    c->device = device;
+    c->started = Clock::now();
+    c->mosq = mosquitto_new(cr.client_id.c_str(), true, c);
+    if (!c->mosq) {
+      delete c;
+      return nullptr;
+    }
+    mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, protocol);
+    mosquitto_connect_callback_set(c->mosq, cb_connect);
+    mosquitto_disconnect_callback_set(c->mosq, cb_disconnect);
+    mosquitto_publish_callback_set(c->mosq, cb_publish);
+    mosquitto_subscribe_callback_set(c->mosq, cb_subscribe);
+    mosquitto_message_callback_set(c->mosq, cb_message);
+    if (cr.username) mosquitto_username_pw_set(c->mosq, cr.username->c_str(), cr.password ? cr.password->c_str() : nullptr);
+    // Loopback connects complete at once or are pending (EINPROGRESS); CONNECT is written when writable.
+    int rc = mosquitto_connect_async(c->mosq, host.c_str(), port, keepalive);
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
+      mosquitto_destroy(c->mosq);
+      delete c;
+      return nullptr;
+    }
+    sync(c);
+    return c;
+  }
+
+  // Registers the events this client needs now: always readable, writable while libmosquitto has output queued.
+  void sync(Conn* c) {
+    if (c->closed) return;
+    int fd = mosquitto_socket(c->mosq);
+    if (fd < 0) {
+      c->fd = -1;
+      return;
+    }
+    uint32_t want = EPOLLIN | (mosquitto_want_write(c->mosq) ? EPOLLOUT : 0u);
+    if (c->fd != fd) {
+      epoll_event ev{};
+      ev.events = want;
+      ev.data.ptr = c;
+      if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die(std::string("epoll_ctl ADD: ") + std::strerror(errno));
+      c->fd = fd;
+      c->events = want;
+    } else if (want != c->events) {
+      epoll_event ev{};
+      ev.events = want;
+      ev.data.ptr = c;
+      epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+      c->events = want;
+    }
+  }
+
+  // Waits up to timeout_ms for socket events and handles them. Conns are never freed in here.
+  int poll(int timeout_ms) {
+    epoll_event evs[512];
+    int n = epoll_wait(ep, evs, 512, timeout_ms);
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<Conn*>(evs[i].data.ptr);
+      if (c->closed) continue;
+      if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        for (int k = 0; k < 256 && !c->closed; ++k) {
+          errno = 0;
+          int rc = mosquitto_loop_read(c->mosq, 1);
+          if (rc != MOSQ_ERR_SUCCESS || c->closed || mosquitto_socket(c->mosq) < 0) break;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        }
+      }
+      if (!c->closed && (evs[i].events & EPOLLOUT)) mosquitto_loop_write(c->mosq, 1);
+      sync(c);
+    }
+    return n;
+  }
+
+  // Sends DISCONNECT (written at once on an idle socket; libmosquitto then closes it).
+  void disconnect(Conn* c) {
+    if (c->closed) return;
+    mosquitto_disconnect(c->mosq);
+    sync(c);
+  }
+
+  void destroy(Conn* c) {
+    if (c->ready) ready.erase(std::remove(ready.begin(), ready.end(), c), ready.end());
+    if (!c->closed && c->fd >= 0 && mosquitto_socket(c->mosq) == c->fd) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
+    mosquitto_destroy(c->mosq);
+    delete c;
+  }
+
+  // Disconnects every conn in `conns` cleanly (bounded by `within`), then frees them all.
+  void close_all(std::vector<Conn*>& conns, double within) {
+    for (auto* c : conns) disconnect(c);
+    auto deadline = after(Clock::now(), within);
+    while (Clock::now() < deadline) {
+      bool pending = false;
+      for (auto* c : conns)
+        if (!c->closed && mosquitto_socket(c->mosq) >= 0 && mosquitto_want_write(c->mosq)) pending = true;
+      if (!pending) break;
+      poll(10);
+    }
+    for (auto* c : conns) destroy(c);
+    conns.clear();
+    ready.clear();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Results
+
+struct Percentiles {
+  double p50 = 0, p90 = 0, p99 = 0, max = 0;
+};
+Percentiles percentiles(std::vector<float> v) {
+  Percentiles p;
+  if (v.empty()) return p;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return static_cast<double>(v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]); };
+  p.p50 = at(0.50);
+  p.p90 = at(0.90);
+  p.p99 = at(0.99);
+  p.max = v.back();
+  return p;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') o += '\\';
+    o += ch;
+  }
+  return o;
+}
+
+std::string fmt(double v, int decimals = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+// A connection storm over a range of devices, split across threads.
+struct StormResult {
+  long attempted = 0, ok = 0, refused = 0, failed = 0, timeouts = 0;
+  TimePoint start, end;  // first connect started, last CONNACK
+  std::vector<float> latency_ms;
+  std::map<int, long> refusal_codes;
+};
+
+struct StormSpec {
+  std::vector<long> devices;  // indices, in order
+  std::vector<Creds> creds;
+  int concurrency = 64;
+  bool keep = false;
+  double timeout = 10;     // per connection
+  double deadline = 300;   // whole storm
+};
+
+// Runs one thread's share; connections kept (spec.keep) are appended to `kept`.
+void storm_thread(Worker& w, const StormSpec& spec, const std::vector<size_t>& mine, StormResult& r,
+                  std::vector<Conn*>& kept) {
+  std::deque<Conn*> order;  // in flight, oldest first
+  size_t next = 0;
+  long active = 0;
+  r.start = Clock::now();
+  r.end = r.start;
+  auto hard_end = after(r.start, spec.deadline);
+  auto finish = [&](Conn* c, Conn::Phase phase) {
+    c->phase = phase;
+    active--;
+  };
+  while ((next < mine.size() || active > 0) && Clock::now() < hard_end && !g_stop) {
+    while (active < spec.concurrency && next < mine.size()) {
+      size_t k = mine[next++];
+      r.attempted++;
+      Conn* c = w.open(spec.devices[k], spec.creds[k]);
+      if (!c) {
+        r.failed++;
+        continue;
+      }
+      order.push_back(c);
+      active++;
+    }
+    w.poll(5);
+    std::vector<Conn*> ready;
+    ready.swap(w.ready);
+    std::vector<Conn*> to_free;
+    for (Conn* c : ready) {
+      c->ready = false;
+      if (c->phase != Conn::Phase::inflight) continue;
+      if (c->connack) {
+        auto now = Clock::now();
+        if (c->connack_rc == 0) {
+          r.ok++;
+          r.end = now;
+          r.latency_ms.push_back(static_cast<float>(1000.0 * seconds_between(c->started, now)));
+          if (spec.keep && !c->closed) {
+            finish(c, Conn::Phase::kept);
+            kept.push_back(c);
+            continue;
+          }
+          w.disconnect(c);
+        } else {
+          r.refused++;
+          r.refusal_codes[c->connack_rc]++;
+        }
+      } else {
+        r.failed++;  // closed before any CONNACK
+      }
+      finish(c, Conn::Phase::done);
+      to_free.push_back(c);
+    }
+    // Timeouts: the oldest in flight first.
+    auto now = Clock::now();
+    while (!order.empty()) {
+      Conn* c = order.front();
+      if (c->phase == Conn::Phase::kept) {
+        order.pop_front();
+        continue;
+      }
+      if (c->phase == Conn::Phase::done || seconds_between(c->started, now) < spec.timeout) break;
+      order.pop_front();
+      r.timeouts++;
+      finish(c, Conn::Phase::done);
+      to_free.push_back(c);
+    }
+    for (Conn* c : to_free) {
+      // A DISCONNECT that could not be written at once (full socket) is dropped with the connection.
+      auto it = std::find(order.begin(), order.end(), c);
+      if (it != order.end()) order.erase(it);
+      w.destroy(c);
+    }
+  }
+  // Anything still in flight when the deadline hit counts as timed out.
+  for (Conn* c : order) {
+    if (c->phase != Conn::Phase::inflight) continue;
+    r.timeouts++;
+    w.destroy(c);
+  }
+}
+
+StormResult run_storm(const StormSpec& spec, int threads, const std::string& host, int port,
+                      std::vector<std::unique_ptr<Worker>>& workers, std::vector<std::vector<Conn*>>& kept) {
+  workers.clear();
+  kept.assign(static_cast<size_t>(threads), {});
+  std::vector<StormResult> parts(static_cast<size_t>(threads));
+  std::vector<std::vector<size_t>> shares(static_cast<size_t>(threads));
+  for (size_t k = 0; k < spec.devices.size(); ++k) shares[k % static_cast<size_t>(threads)].push_back(k);
+  for (int t = 0; t < threads; ++t) {
+    workers.push_back(std::make_unique<Worker>());
+    workers.back()->host = host;
+    workers.back()->port = port;
+  }
+  StormSpec per = spec;
+  per.concurrency = std::max(1, spec.concurrency / threads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] { storm_thread(*workers[static_cast<size_t>(t)], per, shares[static_cast<size_t>(t)], parts[static_cast<size_t>(t)], kept[static_cast<size_t>(t)]); });
+  for (auto& t : ts) t.join();
+  StormResult r = parts[0];
+  for (size_t t = 1; t < parts.size(); ++t) {
+    const auto& p = parts[t];
+    r.attempted += p.attempted;
+    r.ok += p.ok;
+    r.refused += p.refused;
+    r.failed += p.failed;
+    r.timeouts += p.timeouts;
+    r.start = std::min(r.start, p.start);
+    r.end = std::max(r.end, p.end);
+    r.latency_ms.insert(r.latency_ms.end(), p.latency_ms.begin(), p.latency_ms.end());
+    for (auto [code, n] : p.refusal_codes) r.refusal_codes[code] += n;
+  }
+  return r;
+}
+
+std::string storm_json(const StormResult& r) {
+  double secs = std::max(1e-6, seconds_between(r.start, r.end));
+  auto p = percentiles(r.latency_ms);
+  std::ostringstream o;
+  o << "\"attempted\":" << r.attempted << ",\"ok\":" << r.ok << ",\"refused\":" << r.refused << ",\"failed\":" << r.failed
+    << ",\"timeouts\":" << r.timeouts << ",\"seconds\":" << fmt(secs, 3) << ",\"rate\":" << fmt(static_cast<double>(r.ok) / secs)
+    << ",\"latency_ms\":{\"p50\":" << fmt(p.p50, 2) << ",\"p90\":" << fmt(p.p90, 2) << ",\"p99\":" << fmt(p.p99, 2)
+    << ",\"max\":" << fmt(p.max, 2) << "}";
+  if (!r.refusal_codes.empty()) {
+    o << ",\"refusal_codes\":{";
+    bool first = true;
+    for (auto [code, n] : r.refusal_codes) {
+      o << (first ? "" : ",") << "\"" << code << "\":" << n;
+      first = false;
+    }
+    o << "}";
+  }
+  return o.str();
+}
+
+std::string common_json(const std::string& mode, Options& o) {
+  std::ostringstream s;
+  s << "{\"mode\":\"" << mode << "\",\"label\":\"" << json_escape(o.str("label", "")) << "\",\"scenario\":\""
+    << json_escape(o.str("scenario", "")) << "\",\"unix_time\":" << unix_now();
+  return s.str();
+}
+
+StormSpec make_spec(Options& o, const Fleet& fleet, long first, long count, Login kind) {
+  StormSpec spec;
+  int64_t ts = o.num("ts", unix_now());
+  spec.concurrency = static_cast<int>(o.num("concurrency", 64));
+  spec.timeout = o.real("timeout", 10);
+  spec.deadline = o.real("deadline", 600);
+  spec.devices.reserve(static_cast<size_t>(count));
+  spec.creds.reserve(static_cast<size_t>(count));
+  for (long i = first; i < first + count; ++i) {
+    spec.devices.push_back(i);
+    spec.creds.push_back(fleet.creds(i, kind, ts));
+  }
+  return spec;
+}
+
+void raise_nofile() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+long nofile() {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  return static_cast<long>(rl.rlim_cur);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Modes
+
+int mode_populate(Options& o) {
+  Fleet fleet(o);
+  long count = o.num("devices", 100000);
+  std::string prefix = o.str("prefix", "iotgate:");
+  o.check_all_used();
+  std::string now = std::to_string(unix_now());
+  std::string out;
+  out.reserve(1 << 20);
+  auto cmd = [&](std::initializer_list<std::string> args) {
+    out += "*" + std::to_string(args.size()) + "\r\n";
+    for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    if (out.size() > (1 << 20)) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  };
+  cmd({"SET", prefix + "schema", "1", "NX"});
+  cmd({"SADD", prefix + "products", fleet.product});
+  cmd({"HSET", prefix + "product:" + fleet.product, "protocol", "lierda", "enabled", "1", "created_at", now, "openid",
+       fleet.openid, "product_key", fleet.key, "auth_type", "2", "encrypted", "0"});
+  for (long i = 0; i < count; ++i) {
+    cmd({"HSET", prefix + "device:" + fleet.product + ":" + fleet.eui(i), "enabled", "1", "origin", "cli", "created_at",
+         now, "secret", fleet.secret(i)});
+    cmd({"SADD", prefix + "devices:" + fleet.product, fleet.eui(i)});
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+int mode_passwd(Options& o) {
+  Fleet fleet(o);
+  long count = o.num("devices", 100000);
+  o.check_all_used();
+  for (long i = 0; i < count; ++i) std::printf("%s:%s\n", fleet.username(i).c_str(), fleet.password(i, std::nullopt).c_str());
+  return 0;
+}
+
+// Prints the JSON line (stdout) and the human line (stderr).
+void emit(const std::string& json, const std::string& human) {
+  std::printf("%s\n", json.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s\n", human.c_str());
+}
+
+int mode_connect(Options& o) {
+  Fleet fleet(o);
+  std::string host = o.str("host", "127.0.0.1");
+  int port = static_cast<int>(o.num("port", 1883));
+  long count = o.num("count", 10000), first = o.num("first", 0);
+  int threads = static_cast<int>(o.num("threads", 1));
+  Login kind = parse_login(o.str("login", "v2t1"));
+  bool keep = o.flag("keep");
+  std::string pass = o.str("pass", "");
+  CpuWatch cpu(o.str("cpu", ""));
+  StormSpec spec = make_spec(o, fleet, first, count, kind);
+  spec.keep = keep;
+  std::string head = common_json("connect", o);
+  o.check_all_used();
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::vector<Conn*>> kept;
+  cpu.begin();
+  StormResult r = run_storm(spec, threads, host, port, workers, kept);
+  std::string cpu_json = cpu.json_since();
+  for (size_t t = 0; t < workers.size(); ++t) workers[t]->close_all(kept[t], 10);
+  std::ostringstream j;
+  j << head << ",\"port\":" << port << ",\"login\":\"" << o.str("login", "v2t1") << "\",\"pass\":\"" << pass
+    << "\",\"first\":" << first << ",\"threads\":" << threads << ",\"concurrency\":" << spec.concurrency
+    << ",\"keep\":" << (keep ? "true" : "false") << "," << storm_json(r) << ",\"cpu_ms\":" << cpu_json << "}";
+  double secs = std::max(1e-6, seconds_between(r.start, r.end));
+  emit(j.str(), "connect " + o.str("label", "") + " " + pass + ": " + std::to_string(r.ok) + "/" +
+                    std::to_string(r.attempted) + " accepted in " + fmt(secs, 2) + " s = " +
+                    fmt(static_cast<double>(r.ok) / secs, 0) + " conn/s (refused " + std::to_string(r.refused) +
+                    ", failed " + std::to_string(r.failed) + ", timeouts " + std::to_string(r.timeouts) + ")");
+  return r.ok == r.attempted ? 0 : 1;
+}
+
+int mode_hold(Options& o) {
+  Fleet fleet(o);
+  std::string host = o.str("host", "127.0.0.1");
+  int port = static_cast<int>(o.num("port", 1883));
+  long count = o.num("count", 20000), first = o.num("first", 0);
+  int threads = static_cast<int>(o.num("threads", 1));
+  Login kind = parse_login(o.str("login", "v2t1"));
+  pid_t broker = static_cast<pid_t>(o.num("broker-pid", 0));
+  double settle = o.real("settle", 2);
+  double duration = o.real("duration", 0);  // 0: until SIGUSR1/SIGTERM/SIGINT
+  double max_wait = o.real("max-wait", 600);
+  StormSpec spec = make_spec(o, fleet, first, count, kind);
+  spec.keep = true;
+  std::string head = common_json("hold", o);
+  o.check_all_used();
+  if (nofile() < 3 * count + 100)
+    die("RLIMIT_NOFILE " + std::to_string(nofile()) + " is too low for " + std::to_string(count) +
+        " sessions (libmosquitto uses 3 descriptors per client)");
+  long rss0 = broker ? rss_kb(broker) : -1;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::vector<Conn*>> kept;
+  StormResult r = run_storm(spec, threads, host, port, workers, kept);
+  // Keep servicing the sockets while idle (nothing should arrive; keepalive is 600 s).
+  std::atomic<bool> idle_stop{false};
+  std::vector<std::thread> idlers;
+  for (auto& w : workers) idlers.emplace_back([&w, &idle_stop] {
+    while (!idle_stop) w->poll(100);
+  });
+  sleep_until(after(Clock::now(), settle));
+  long rss1 = broker ? rss_kb(broker) : -1;
+  long alive = 0;
+  for (auto& k : kept)
+    for (auto* c : k) alive += !c->closed;
+  std::ostringstream j;
+  j << head << ",\"port\":" << port << ",\"login\":\"" << o.str("login", "v2t1") << "\",\"first\":" << first
+    << ",\"count\":" << count << "," << storm_json(r) << ",\"alive\":" << alive << ",\"rss_before_kb\":" << rss0
+    << ",\"rss_after_kb\":" << rss1 << "}";
+  emit(j.str(), "hold " + o.str("label", "") + ": " + std::to_string(alive) + " sessions up; broker RSS " +
+                    std::to_string(rss0) + " -> " + std::to_string(rss1) + " kB (READY)");
+  if (!g_stop) {
+    if (duration > 0) sleep_until(after(Clock::now(), std::min(duration, max_wait)));
+    else sleep_until(after(Clock::now(), max_wait));
+  }
+  idle_stop = true;
+  for (auto& t : idlers) t.join();
+  for (size_t t = 0; t < workers.size(); ++t) workers[t]->close_all(kept[t], 20);
+  return alive == count ? 0 : 1;
+}
+
+// Publish throughput: K devices publish on their own topics, one subscriber on /sys/# counts deliveries.
+int mode_publish(Options& o) {
+  Fleet fleet(o);
+  std::string host = o.str("host", "127.0.0.1");
+  int port = static_cast<int>(o.num("port", 1883));
+  long devices = o.num("devices", 1000), first = o.num("first", 0);
+  int threads = static_cast<int>(o.num("threads", 1));
+  int qos = static_cast<int>(o.num("qos", 0));
+  Login kind = parse_login(o.str("login", "v2t1"));
+  double warmup = o.real("warmup", 2), duration = o.real("duration", 10), drain = o.real("drain", 10);
+  long window = o.num("window", 20000);       // most messages published and not yet delivered
+  int client_window = static_cast<int>(o.num("client-window", 10));  // QoS 1: most unacknowledged per device
+  size_t payload_size = static_cast<size_t>(o.num("payload", 64));
+  // opaque: payload_size bytes of 'x' (no platform answer); lierda: a V2 uplink frame, which iotgate answers
+  // with an uplink_ack (QoS 1) to the device when plugin_opt_lierda_acks is on.
+  std::string payload_kind = o.str("payload-kind", "opaque");
+  std::string sub_user = o.str("sub-user", ""), sub_pass = o.str("sub-pass", "");
+  std::string sub_filter = o.str("sub-filter", "/sys/#");
+  pid_t stall_pid = static_cast<pid_t>(o.num("stall-pid", 0));
+  double stall_at = o.real("stall-at", 3), stall_for = o.real("stall-for", 5);
+  long stall_logins = o.num("stall-logins", 0), stall_first = o.num("stall-first", 0);
+  CpuWatch cpu(o.str("cpu", ""));
+  StormSpec spec = make_spec(o, fleet, first, devices, kind);
+  spec.keep = true;
+  StormSpec stall_spec = make_spec(o, fleet, stall_first, stall_logins, Login::v2t1);
+  stall_spec.concurrency = 8;
+  stall_spec.timeout = std::max(1.0, stall_for - 1.0);
+  std::string head = common_json("publish", o);
+  o.check_all_used();
+  if (qos != 0 && qos != 1) die("--qos must be 0 or 1");
+  if (stall_pid && stall_at + stall_for > duration) die("the stall must end within --duration");
+
+  std::atomic<long> sent{0}, received{0}, acked{0}, pub_errors{0};
+  // Subscriber: one client on its own thread; deliveries counted in 10 ms bins from t0.
+  Worker sub;
+  sub.host = host;
+  sub.port = port;
+  Creds sc;
+  sc.client_id = "bench-sub-" + std::to_string(getpid());
+  if (!sub_user.empty()) {
+    sc.username = sub_user;
+    sc.password = sub_pass;
+  }
+  TimePoint t0 = Clock::now();  // reset below, before publishing starts
+  const double total = warmup + duration + drain + 5;
+  std::vector<uint32_t> bins(static_cast<size_t>(total * 100) + 10, 0);
+  std::atomic<bool> t0_set{false};
+  sub.on_message = [&](Conn*, const mosquitto_message*) {
+    received.fetch_add(1, std::memory_order_relaxed);
+    if (t0_set.load(std::memory_order_acquire)) {
+      auto idx = static_cast<size_t>(std::max(0.0, seconds_between(t0, Clock::now())) * 100);
+      if (idx < bins.size()) bins[idx]++;
+    }
+  };
+  Conn* sconn = sub.open(-1, sc);
+  if (!sconn) die("subscriber: cannot connect");
+  auto sub_deadline = after(Clock::now(), 10);
+  while (!sconn->connack && !sconn->closed && Clock::now() < sub_deadline) sub.poll(10);
+  if (!sconn->connack || sconn->connack_rc != 0)
+    die("subscriber refused or timed out (CONNACK " + std::to_string(sconn->connack_rc) + ")");
+  sub.ready.clear();
+  sconn->ready = false;
+  mosquitto_subscribe(sconn->mosq, nullptr, sub_filter.c_str(), qos);
+  sub.sync(sconn);
+  while (!sconn->suback && !sconn->closed && Clock::now() < sub_deadline) sub.poll(10);
+  if (!sconn->suback) die("subscriber: no SUBACK");
+  std::atomic<bool> sub_stop{false};
+  std::thread sub_thread([&] {
+    while (!sub_stop) sub.poll(5);
+  });
+
+  // Publishers: connect all devices first (kept), then publish from `pub_start` to `pub_end`.
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::vector<Conn*>> kept;
+  StormResult conn_r = run_storm(spec, threads, host, port, workers, kept);
+  long up = 0;
+  for (auto& k : kept) up += static_cast<long>(k.size());
+  if (up == 0) {
+    sub_stop = true;
+    sub_thread.join();
+    die("no publisher connected (" + storm_json(conn_r) + ")");
+  }
+  std::vector<char> payload(payload_size, 'x');
+  if (payload_kind == "lierda") {
+    std::string frame = "{\"MessageId\":1,\"HeaderCtrl\":4,\"Payload\":{\"data\":\"" +
+                        std::string(payload_size > 60 ? payload_size - 60 : 4, 'A') + "\"},\"Version\":\"2.0\"}";
+    payload.assign(frame.begin(), frame.end());
+  } else if (payload_kind != "opaque") {
+    die("--payload-kind must be opaque or lierda");
+  }
+  for (size_t t = 0; t < kept.size(); ++t)
+    for (Conn* c : kept[t]) c->topic = fleet.topic(c->device, "uplink");
+  std::atomic<long> device_rx{0};  // messages the publishing devices received (iotgate's uplink acks)
+  for (auto& w : workers) {
+    w->acked = &acked;
+    w->on_message = [&device_rx](Conn*, const mosquitto_message*) { device_rx.fetch_add(1, std::memory_order_relaxed); };
+  }
+
+  t0 = after(Clock::now(), 0.2);
+  t0_set = true;
+  TimePoint pub_start = t0, win_start = after(t0, warmup), pub_end = after(win_start, duration);
+  std::atomic<long> disconnected{0};
+  std::vector<std::thread> pubs;
+  for (size_t t = 0; t < workers.size(); ++t) {
+    pubs.emplace_back([&, t] {
+      Worker& w = *workers[t];
+      std::vector<Conn*>& mine = kept[t];
+      size_t rr = 0;
+      bool idle = true;
+      while (!g_stop) {
+        auto now = Clock::now();
+        if (now >= pub_end) break;
+        w.poll(idle ? 1 : 0);
+        w.ready.clear();
+        if (now < pub_start) {
+          idle = true;
+          continue;
+        }
+        idle = true;
+        int budget = 256;
+        for (size_t k = 0; k < mine.size() && budget > 0; ++k) {
+          Conn* c = mine[rr];
+          rr = (rr + 1) % mine.size();
+          if (c->closed) continue;
+          if (mosquitto_want_write(c->mosq)) continue;  // socket full: wait for EPOLLOUT
+          if (qos == 1 && c->inflight >= client_window) continue;
+          if (sent.load(std::memory_order_relaxed) - received.load(std::memory_order_relaxed) >= window) break;
+          int rc = mosquitto_publish(c->mosq, nullptr, c->topic.c_str(), static_cast<int>(payload.size()),
+                                     payload.data(), qos, false);
+          if (rc != MOSQ_ERR_SUCCESS) {
+            pub_errors.fetch_add(1, std::memory_order_relaxed);
+            w.sync(c);
+            continue;
+          }
+          if (qos == 1) c->inflight++;
+          sent.fetch_add(1, std::memory_order_relaxed);
+          if (mosquitto_want_write(c->mosq)) w.sync(c);
+          budget--;
+          idle = false;
+        }
+      }
+      long gone = 0;
+      for (Conn* c : mine) gone += c->closed;
+      disconnected += gone;
+      // Keep reading (PUBACKs) until the main thread says stop.
+      while (!sub_stop && !g_stop) w.poll(5);
+    });
+  }
+
+  // Stall logins run on their own thread during the stall.
+  StormResult stall_r;
+  std::thread stall_thread;
+  std::vector<std::unique_ptr<Worker>> stall_workers;
+  std::vector<std::vector<Conn*>> stall_kept;
+
+  // Main thread: sample the counters at the window edges, and stall the given process.
+  struct Sample {
+    long sent, received;
+  };
+  auto sample = [&] { return Sample{sent.load(), received.load()}; };
+  cpu.begin();
+  sleep_until(win_start);
+  Sample s_win = sample();
+  cpu.begin();
+  std::map<std::string, double> cpu_stall0, cpu_stall1;
+  Sample s_stall0{0, 0}, s_stall1{0, 0};
+  TimePoint stall_start{}, stall_end{};
+  if (stall_pid && !g_stop) {
+    sleep_until(after(win_start, stall_at));
+    if (!g_stop) {
+      stall_start = Clock::now();
+      s_stall0 = sample();
+      cpu_stall0 = cpu.read();
+      g_stopped_pid = stall_pid;
+      if (::kill(stall_pid, SIGSTOP) != 0) die("cannot SIGSTOP " + std::to_string(stall_pid));
+      if (stall_logins > 0) {
+        stall_thread = std::thread([&] {
+          std::this_thread::sleep_for(500ms);
+          stall_r = run_storm(stall_spec, 1, host, port, stall_workers, stall_kept);
+        });
+      }
+      sleep_until(after(stall_start, stall_for));
+      s_stall1 = sample();
+      cpu_stall1 = cpu.read();
+      stall_end = Clock::now();
+      resume_stopped();
+      if (stall_thread.joinable()) stall_thread.join();
+    }
+  }
+  sleep_until(pub_end);
+  Sample s_end = sample();
+  std::string cpu_json = cpu.json_since();
+  // Drain: wait until every message sent has been delivered (QoS 0 may be dropped by a broker: bounded wait).
+  auto drain_end = after(Clock::now(), drain);
+  while (Clock::now() < drain_end && !g_stop) {
+    if (received.load() >= sent.load() && (qos == 0 || acked.load() >= sent.load())) break;
+    if (sleep_until(after(Clock::now(), 0.05))) break;
+  }
+  sub_stop = true;
+  for (auto& t : pubs) t.join();
+  sub_thread.join();
+  Sample s_final = sample();
+  std::vector<Conn*> subs{sconn};
+  sub.close_all(subs, 5);
+  for (size_t t = 0; t < workers.size(); ++t) workers[t]->close_all(kept[t], 10);
+
+  // Rates and the longest delivery gap (10 ms bins) in [a, b) seconds after t0.
+  auto bin_rate = [&](double a, double b) {
+    double sum = 0;
+    for (size_t i = static_cast<size_t>(a * 100); i < static_cast<size_t>(b * 100) && i < bins.size(); ++i) sum += bins[i];
+    return sum / std::max(1e-6, b - a);
+  };
+  auto max_gap_ms = [&](double a, double b) {
+    long run = 0, best = 0;
+    for (size_t i = static_cast<size_t>(a * 100); i < static_cast<size_t>(b * 100) && i < bins.size(); ++i) {
+      run = bins[i] ? 0 : run + 1;
+      best = std::max(best, run);
+    }
+    return best * 10;
+  };
+  double w0 = seconds_between(t0, win_start), w1 = seconds_between(t0, pub_end);
+  double delivered_rate = bin_rate(w0, w1);
+  double sent_rate = static_cast<double>(s_end.sent - s_win.sent) / duration;
+  std::ostringstream j;
+  j << head << ",\"port\":" << port << ",\"qos\":" << qos << ",\"devices\":" << devices << ",\"publishers_up\":" << up
+    << ",\"threads\":" << threads << ",\"payload\":" << payload.size() << ",\"payload_kind\":\"" << payload_kind << "\"" << ",\"window\":" << window
+    << ",\"warmup\":" << warmup << ",\"duration\":" << duration << ",\"sent\":" << (s_end.sent - s_win.sent)
+    << ",\"delivered\":" << static_cast<long>(delivered_rate * duration + 0.5) << ",\"sent_rate\":" << fmt(sent_rate)
+    << ",\"delivered_rate\":" << fmt(delivered_rate) << ",\"max_gap_ms\":" << max_gap_ms(w0, w1)
+    << ",\"total_sent\":" << s_final.sent << ",\"total_received\":" << s_final.received
+    << ",\"undelivered\":" << (s_final.sent - s_final.received) << ",\"publish_errors\":" << pub_errors.load()
+    << ",\"publishers_dropped\":" << disconnected.load() << ",\"device_received\":" << device_rx.load() << ",\"connect\":{" << storm_json(conn_r) << "}"
+    << ",\"cpu_ms\":" << cpu_json;
+  std::string human = "publish " + o.str("label", "") + " qos" + std::to_string(qos) + ": " + std::to_string(up) +
+                      " devices, " + fmt(delivered_rate, 0) + " msg/s delivered (" + fmt(sent_rate, 0) +
+                      " sent/s), longest gap " + std::to_string(max_gap_ms(w0, w1)) + " ms, undelivered " +
+                      std::to_string(s_final.sent - s_final.received);
+  if (stall_pid && stall_end != TimePoint{}) {
+    double a = seconds_between(t0, stall_start), b = seconds_between(t0, stall_end);
+    double before = bin_rate(w0, a);
+    double during = bin_rate(a, b);
+    double after_rate = bin_rate(b, w1);
+    j << ",\"stall\":{\"pid\":" << stall_pid << ",\"at\":" << fmt(seconds_between(win_start, stall_start), 3)
+      << ",\"seconds\":" << fmt(b - a, 3) << ",\"rate_before\":" << fmt(before) << ",\"rate_during\":" << fmt(during)
+      << ",\"rate_after\":" << fmt(after_rate) << ",\"max_gap_during_ms\":" << max_gap_ms(a, b)
+      << ",\"max_gap_after_ms\":" << max_gap_ms(b, w1) << ",\"sent_during\":" << (s_stall1.sent - s_stall0.sent)
+      << ",\"others_ms_before\":" << std::llround(cpu.others_between(cpu.start, cpu_stall0))
+      << ",\"others_ms_during\":" << std::llround(cpu.others_between(cpu_stall0, cpu_stall1))
+      << ",\"logins\":{" << (stall_logins > 0 ? storm_json(stall_r) : std::string("\"attempted\":0")) << "}}";
+    human += "; redis stopped " + fmt(b - a, 1) + " s: " + fmt(during, 0) + " msg/s during (" + fmt(before, 0) +
+             " before, " + fmt(after_rate, 0) + " after, longest gap after " + std::to_string(max_gap_ms(b, w1)) +
+             " ms), logins during the stall " + std::to_string(stall_r.ok) + "/" + std::to_string(stall_r.attempted) + " ok";
+  }
+  j << "}";
+  emit(j.str(), human);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// report: the table of a results file (JSON lines written by bench/run.sh), as Markdown.
+
+double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double num_at(const rapidjson::Value& obj, const char* path) {
+  const rapidjson::Value* v = &obj;
+  std::string p(path);
+  size_t pos = 0;
+  while (true) {
+    size_t dot = p.find('.', pos);
+    std::string name = p.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    if (!v->IsObject()) return NAN;
+    auto it = v->FindMember(name.c_str());
+    if (it == v->MemberEnd()) return NAN;
+    v = &it->value;
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  return v->IsNumber() ? v->GetDouble() : NAN;
+}
+
+std::string str_at(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  return it != obj.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+}
+
+int mode_report(Options& o) {
+  std::string path = o.str("results", "");
+  o.check_all_used();
+  std::ifstream in(path);
+  if (!in) die("cannot read " + path);
+  std::vector<std::unique_ptr<rapidjson::Document>> rows;
+  long left_out = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto d = std::make_unique<rapidjson::Document>();
+    d->Parse(line.c_str());
+    if (d->HasParseError() || !d->IsObject()) continue;
+    auto noisy = d->FindMember("noisy");
+    if (noisy != d->MemberEnd() && noisy->value.IsTrue()) {
+      left_out++;
+      continue;  // repeated because other processes were busy during it
+    }
+    rows.push_back(std::move(d));
+  }
+  // Values of `field` over the rows of a scenario and label.
+  auto values = [&](const std::string& scenario, const std::string& label, const char* field) {
+    std::vector<double> out;
+    for (const auto& r : rows) {
+      if (str_at(*r, "scenario") != scenario || str_at(*r, "label") != label) continue;
+      double v = num_at(*r, field);
+      if (!std::isnan(v)) out.push_back(v);
+    }
+    return out;
+  };
+  auto med = [&](const std::string& sc, const std::string& label, const char* field) {
+    return median(values(sc, label, field));
+  };
+  auto show = [](double v, int decimals = 0) { return std::isnan(v) ? std::string("-") : fmt(v, decimals); };
+  // "median (min-max)" of a field, or just the value when there is one run.
+  auto spread = [&](const std::string& sc, const std::string& label, const char* field) {
+    auto v = values(sc, label, field);
+    if (v.empty()) return std::string("-");
+    std::string m = fmt(median(v), 0);
+    if (v.size() < 2) return m;
+    return m + " (" + fmt(*std::min_element(v.begin(), v.end()), 0) + "-" + fmt(*std::max_element(v.begin(), v.end()), 0) + ")";
+  };
+  auto verdict = [](double v, double target, bool at_least) {
+    if (std::isnan(v)) return std::string("not measured");
+    return (at_least ? v >= target : v <= target) ? std::string("**met**") : std::string("**not met**");
+  };
+  for (const auto& r : rows)
+    if (str_at(*r, "mode") == "machine")
+      std::printf("Run %s (%s mode) of iotgate %s: %s CPUs, %s, mosquitto %s, redis %s, kernel %s; niceness %s.\n\n",
+                  str_at(*r, "date").c_str(), str_at(*r, "size").c_str(), str_at(*r, "commit").c_str(),
+                  show(num_at(*r, "nproc")).c_str(),
+                  (show(num_at(*r, "mem_kb") / 1048576.0, 1) + " GiB RAM").c_str(), str_at(*r, "mosquitto").c_str(),
+                  str_at(*r, "redis").c_str(), str_at(*r, "kernel").c_str(), str_at(*r, "nice").c_str());
+
+  std::printf("| scenario | plain mosquitto | mosquitto + iotgate | password_file | iotgate / plain | target | |\n");
+  std::printf("|---|---:|---:|---:|---:|---|---|\n");
+  auto runs = [&](const std::string& sc) { return values(sc, "iotgate", "rate").size() + values(sc, "iotgate", "delivered_rate").size(); };
+  for (const char* pass : {"first", "warm"}) {
+    std::string sc = std::string("connect-") + pass;
+    double p = med(sc, "plain", "rate"), g = med(sc, "iotgate", "rate");
+    double target = std::string(pass) == "first" ? 0.70 : 0.90;
+    std::printf("| connect storm, %s login of each device (conn/s, median (min-max) of %zu) | %s | %s | %s | %s | >= %.2f | %s |\n",
+                pass, runs(sc), spread(sc, "plain", "rate").c_str(), spread(sc, "iotgate", "rate").c_str(),
+                spread(sc, "pwfile", "rate").c_str(), show(g / p, 2).c_str(), target,
+                verdict(g / p, target, true).c_str());
+  }
+  {
+    double g = median(values("connect-first", "iotgate", "rate")), f = median(values("connect-first", "pwfile", "rate"));
+    double gw = median(values("connect-warm", "iotgate", "rate")), fw = median(values("connect-warm", "pwfile", "rate"));
+    double worst = std::min(g / f, gw / fw);
+    std::printf("| connect storm, iotgate / password_file (first, warm) | | | | %s, %s | > 1 | %s |\n", show(g / f, 2).c_str(),
+                show(gw / fw, 2).c_str(), verdict(worst, 1.0000001, true).c_str());
+  }
+  {
+    std::string sc = "connect-warm-redis-stopped";
+    double p = med(sc, "plain", "rate"), g = med(sc, "iotgate", "rate");
+    std::printf("| diagnostic: warm connect storm with redis-server stopped, so iotgate holds its login/logout writes "
+                "instead of sending them (conn/s, median of %zu; plain measured right after) | %s | %s | | %s | | |\n",
+                runs(sc), show(p).c_str(), show(g).c_str(), show(g / p, 2).c_str());
+  }
+  for (int qos : {0, 1}) {
+    std::string sc = "publish-qos" + std::to_string(qos);
+    double p = med(sc, "plain", "delivered_rate"), g = med(sc, "iotgate", "delivered_rate");
+    std::printf("| publish QoS %d, devices on own topics -> 1 subscriber on /sys/# (msg/s delivered, median (min-max) of %zu) | %s | %s | | %s | >= 0.95 | %s |\n",
+                qos, runs(sc), spread(sc, "plain", "delivered_rate").c_str(), spread(sc, "iotgate", "delivered_rate").c_str(),
+                show(g / p, 2).c_str(), verdict(g / p, 0.95, true).c_str());
+  }
+  {
+    std::string sc = "publish-lierda";
+    double p = med(sc, "plain", "delivered_rate"), g = med(sc, "iotgate", "delivered_rate");
+    std::printf("| publish QoS 0 with Lierda uplink frames: iotgate answers each with an uplink_ack (QoS 1) to the "
+                "device (msg/s delivered, median of %zu; no target) | %s | %s | | %s | | |\n",
+                runs(sc), show(p).c_str(), show(g).c_str(), show(g / p, 2).c_str());
+  }
+  {
+    double n = med("hold", "iotgate", "sessions");
+    double dp = med("hold", "plain", "rss_after_kb") - med("hold", "plain", "rss_before_kb");
+    double dg = med("hold", "iotgate", "rss_after_kb") - med("hold", "iotgate", "rss_before_kb");
+    double per = (dg - dp) * 1024.0 / n;
+    std::printf("| %s idle sessions: broker RSS growth (kB) / iotgate's extra bytes per session | %s | %s | | %s B | <= 1024 B | %s |\n",
+                show(n).c_str(), show(dp).c_str(), show(dg).c_str(), show(per).c_str(), verdict(per, 1024, false).c_str());
+    std::printf("| idle broker RSS before the sessions (kB; iotgate holds the device registry) | %s | %s | | | | |\n",
+                show(med("hold", "plain", "rss_before_kb")).c_str(), show(med("hold", "iotgate", "rss_before_kb")).c_str());
+  }
+  {
+    double unstalled = med("publish-qos0", "iotgate", "delivered_rate");
+    double during = med("stall", "iotgate", "stall.rate_during"), before = med("stall", "iotgate", "stall.rate_before");
+    double after_r = med("stall", "iotgate", "stall.rate_after");
+    double secs = med("stall", "iotgate", "stall.seconds");
+    std::printf("| Redis stopped (SIGSTOP) %s s during QoS 0 publishing to iotgate: msg/s during the stall / before it in "
+                "the same run | | %s / %s | | %s | >= 0.90 | %s |\n",
+                show(secs, 1).c_str(), show(during).c_str(), show(before).c_str(), show(during / before, 2).c_str(),
+                verdict(during / before, 0.90, true).c_str());
+    std::printf("| same: msg/s during the stall / the unstalled iotgate QoS 0 runs above (other runs, other moments) | | "
+                "%s / %s | | %s | (>= 0.90) | %s |\n",
+                show(during).c_str(), show(unstalled).c_str(), show(during / unstalled, 2).c_str(),
+                verdict(during / unstalled, 0.90, true).c_str());
+    std::printf("| same run: msg/s after Redis resumed; longest delivery gap during / after the stall (ms) | | %s; %s / %s | | | | |\n",
+                show(after_r).c_str(), show(med("stall", "iotgate", "stall.max_gap_during_ms")).c_str(),
+                show(med("stall", "iotgate", "stall.max_gap_after_ms")).c_str());
+    std::printf("| same run: CPU used by other processes before / during the stall (ms per second) | | %s / %s | | | | |\n",
+                show(med("stall", "iotgate", "stall.others_ms_before") / med("stall", "iotgate", "stall.at")).c_str(),
+                show(med("stall", "iotgate", "stall.others_ms_during") / secs).c_str());
+    double ok = med("stall", "iotgate", "stall.logins.ok"), att = med("stall", "iotgate", "stall.logins.attempted");
+    std::printf("| logins of known devices while Redis is stopped (accepted / attempted) | | %s / %s | | | all | %s |\n",
+                show(ok).c_str(), show(att).c_str(),
+                std::isnan(ok) ? "not measured" : (ok == att && att > 0 ? "**met**" : "**not met**"));
+  }
+  if (left_out > 0)
+    std::printf("\n%ld run(s) left out and repeated because other processes used more than a quarter of a CPU during "
+                "them (marked \"noisy\" in the results file).\n", left_out);
+  std::printf("\nCPU per login in the connect storms (microseconds, median; broker = mosquitto's main thread, plugin = "
+              "iotgate's threads, redis = redis-server, loadgen = the load generator, others = other processes on the "
+              "machine during the run):\n\n");
+  std::printf("| pass | broker | conn/s | broker main | plugin threads | redis | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* pass : {"first", "warm", "warm-redis-stopped"})
+    for (const char* label : {"plain", "iotgate", "pwfile"}) {
+      std::string sc = std::string("connect-") + pass;
+      std::vector<double> mainv, plug, red, lg, oth;
+      for (const auto& r : rows) {
+        if (str_at(*r, "scenario") != sc || str_at(*r, "label") != label) continue;
+        double ok = num_at(*r, "ok");
+        if (!(ok > 0)) continue;
+        mainv.push_back(1000 * num_at(*r, "cpu_ms.broker_main") / ok);
+        plug.push_back(1000 * (num_at(*r, "cpu_ms.broker") - num_at(*r, "cpu_ms.broker_main")) / ok);
+        red.push_back(1000 * num_at(*r, "cpu_ms.redis") / ok);
+        lg.push_back(1000 * num_at(*r, "cpu_ms.loadgen") / ok);
+        oth.push_back(1000 * num_at(*r, "cpu_ms.others") / ok);
+      }
+      if (mainv.empty()) continue;
+      std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", pass, label, show(med(sc, label, "rate")).c_str(),
+                  show(median(mainv)).c_str(), show(median(plug)).c_str(), show(median(red)).c_str(),
+                  show(median(lg)).c_str(), show(median(oth)).c_str());
+    }
+  std::printf("\nCPU per delivered message while publishing (microseconds, median):\n\n");
+  std::printf("| QoS | broker | msg/s | broker main | plugin threads | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|\n");
+  for (int qos : {0, 1})
+    for (const char* label : {"plain", "iotgate"}) {
+      std::string sc = "publish-qos" + std::to_string(qos);
+      std::vector<double> mainv, plug, lg, oth;
+      for (const auto& r : rows) {
+        if (str_at(*r, "scenario") != sc || str_at(*r, "label") != label) continue;
+        double n = num_at(*r, "delivered");
+        if (!(n > 0)) continue;
+        mainv.push_back(1000 * num_at(*r, "cpu_ms.broker_main") / n);
+        plug.push_back(1000 * (num_at(*r, "cpu_ms.broker") - num_at(*r, "cpu_ms.broker_main")) / n);
+        lg.push_back(1000 * num_at(*r, "cpu_ms.loadgen") / n);
+        oth.push_back(1000 * num_at(*r, "cpu_ms.others") / n);
+      }
+      if (mainv.empty()) continue;
+      std::printf("| %d | %s | %s | %s | %s | %s | %s |\n", qos, label, show(med(sc, label, "delivered_rate")).c_str(),
+                  show(median(mainv), 1).c_str(), show(median(plug), 1).c_str(), show(median(lg), 1).c_str(),
+                  show(median(oth), 1).c_str());
+    }
+  std::printf("\nOTA scenario: not built yet.\n");
+  return 0;
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: iotgate_loadgen MODE [--option value]...\n"
+               "modes:\n"
+               "  populate --devices N [--prefix iotgate:]        RESP for redis-cli --pipe (product + N devices)\n"
+               "  passwd   --devices N                            user:password lines for mosquitto_passwd -U\n"
+               "  connect  --port P --count N [--first I] [--concurrency C] [--threads T] [--login v2t1|v2t0|userpass|anon]\n"
+               "           [--keep] [--timeout S] [--ts UNIX] [--cpu name=pid,...] [--pass NAME]\n"
+               "  publish  --port P --devices K [--first I] [--qos 0|1] [--duration S] [--warmup S] [--threads T]\n"
+               "           [--window N] [--client-window N] [--payload BYTES] [--sub-user U --sub-pass P]\n"
+               "           [--stall-pid PID --stall-at S --stall-for S --stall-logins N --stall-first I] [--cpu ...]\n"
+               "  hold     --port P --count N [--first I] [--broker-pid PID] [--settle S] [--duration S|0=until signal]\n"
+               "  report   --results FILE.jsonl                   the Markdown table of a bench/run.sh results file\n"
+               "common: --label NAME --scenario NAME --host 127.0.0.1 --openid --product-id --product-key\n"
+               "        --eui-prefix BENCH --seed N\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage();
+    return 2;
+  }
+  std::string mode = argv[1];
+  if (mode == "-h" || mode == "--help") {
+    usage();
+    return 0;
+  }
+  sigset_t set = handled_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited by every thread; the signal thread takes them
+  signal(SIGPIPE, SIG_IGN);
+  start_signal_thread();
+  std::atexit(resume_stopped);
+  raise_nofile();
+  Options o(argc, argv, 2);
+  if (mode == "populate") return mode_populate(o);
+  if (mode == "passwd") return mode_passwd(o);
+  if (mode == "report") return mode_report(o);
+  mosquitto_lib_init();
+  int rc = 2;
+  if (mode == "connect") rc = mode_connect(o);
+  else if (mode == "publish") rc = mode_publish(o);
+  else if (mode == "hold") rc = mode_hold(o);
+  else {
+    usage();
+    rc = 2;
+  }
+  resume_stopped();
+  mosquitto_lib_cleanup();
+  return rc;
+}

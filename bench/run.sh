@@ -1,0 +1,480 @@
+#!/usr/bin/env bash
+# bench/run.sh [--quick] [--keep-temp]: iotgate against plain mosquitto, side by side, in one run.
+#
+# Builds iotgate.so and iotgate_loadgen (cmake -DIOTGATE_BENCH=ON into $IOTGATE_BUILD_DIR, default
+# /tmp/bench-build), starts a redis-server with N Lierda devices and a service account, then brokers on their own
+# loopback ports: plain mosquitto (allow_anonymous true), mosquitto + iotgate, and mosquitto with a password_file
+# of the same devices. Runs the connect storm, publish throughput, idle sessions (memory) and Redis-stalled
+# scenarios on each, prints the table and keeps the raw JSON lines in bench/results/. docs/benchmarks.md explains
+# the scenarios and the latest numbers.
+#
+# Environment: IOTGATE_BUILD_DIR (build directory), IOTGATE_BENCH_NICE (niceness of the brokers, redis-server
+# and the load generator; default -10 when root, so other work on the machine disturbs the numbers less; 0 to
+# leave it), IOTGATE_BENCH_RESULTS (where results go; default bench/results), IOTGATE_BENCH_QUIET_WAIT (seconds
+# to wait for other processes to go quiet before measuring; default 300, 0 with --quick).
+set -euo pipefail
+export LC_ALL=C
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${IOTGATE_BUILD_DIR:-/tmp/bench-build}"
+RESULTS_DIR="${IOTGATE_BENCH_RESULTS:-$root/bench/results}"
+QUICK=0
+KEEP_TEMP=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --keep-temp) KEEP_TEMP=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$arg' (--quick, --keep-temp)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $QUICK == 1 ]]; then
+  SIZE=quick
+  DEVICES=20000        # devices in Redis (and users in the password_file)
+  PASS=4000            # logins per connect pass
+  CONNECT_REPS=1       # passes per broker and kind (first, warm); each first pass uses fresh devices
+  PUB_DEVICES=500
+  PUB_SECS=4
+  PUB_REPS=1
+  HOLD=4000
+  STALL_SECS=12
+  STALL_LOGINS=50
+  LIERDA_REPS=1
+  NOWRITE_REPS=1
+  ATTEMPTS=1           # no repeats of disturbed runs
+  REPEAT_BUDGET=0
+  QUIET_WAIT=${IOTGATE_BENCH_QUIET_WAIT:-0}   # seconds to wait for other processes to calm down first
+else
+  SIZE=full
+  DEVICES=100000
+  PASS=20000
+  CONNECT_REPS=4
+  PUB_DEVICES=1000
+  PUB_SECS=10
+  PUB_REPS=5
+  LIERDA_REPS=2
+  NOWRITE_REPS=2
+  ATTEMPTS=2          # a disturbed run is repeated once...
+  REPEAT_BUDGET=20    # ...while this many repeats are left (keeps a noisy machine's run under ~25 minutes)
+  QUIET_WAIT=${IOTGATE_BENCH_QUIET_WAIT:-300}
+  HOLD=19000           # the machine's hard RLIMIT_NOFILE is 20000: one broker cannot hold 20,000 sockets
+  STALL_SECS=16
+  STALL_LOGINS=200
+fi
+STALL_AT=4
+STALL_FOR=5
+CONCURRENCY=64         # connects in flight (mosquitto listens with a backlog of 100)
+PREFIX="iotgate:"
+
+if [[ $(id -u) == 0 ]]; then NICE="${IOTGATE_BENCH_NICE:--10}"; else NICE="${IOTGATE_BENCH_NICE:-0}"; fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for tool in cmake mosquitto redis-server redis-cli mosquitto_passwd timeout; do
+  command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || die "$tool not found (scripts/install-deps)"
+done
+MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+
+# File descriptors: each broker needs one per session; raise the soft limit to the hard one.
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE="$(ulimit -Sn)"
+if [[ $NOFILE != unlimited ]] && (( HOLD + 200 > NOFILE )); then
+  HOLD=$(( (NOFILE - 1000) / 1000 * 1000 ))
+  log "RLIMIT_NOFILE is $NOFILE: holding $HOLD sessions"
+fi
+
+# ------------------------------------------------------------------------------------------ processes
+
+WORK="$(mktemp -d /tmp/iotgate-bench-XXXXXX)"
+declare -A PID=()   # name -> pid of everything started here
+
+stop_pid() {  # stop_pid PID: SIGCONT + SIGTERM, up to 5 s, then SIGKILL
+  local p=$1 i
+  kill -0 "$p" 2>/dev/null || return 0
+  kill -CONT "$p" 2>/dev/null || true
+  kill -TERM "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? name
+  trap - EXIT INT TERM
+  [[ -n ${PID[redis]:-} ]] && kill -CONT "${PID[redis]}" 2>/dev/null
+  for name in "${!PID[@]}"; do stop_pid "${PID[$name]}"; done
+  wait 2>/dev/null || true
+  if [[ $KEEP_TEMP == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$(( 20000 + RANDOM % 12000 ))
+    port_in_use "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port"
+}
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s
+wait_for() {
+  local secs=$1 i; shift
+  for ((i = 0; i < secs * 10; i++)); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+LOADGEN=""
+# lg ARGS...: runs the load generator (in the background, so that cleanup can stop it) and leaves its JSON line
+# in $LINE; returns its exit status. Its human-readable line goes to stderr.
+LINE=""
+lg() {
+  local rc=0
+  nice -n "$NICE" "$LOADGEN" "$@" > "$WORK/lg.out" &
+  PID[lg]=$!
+  wait "${PID[lg]}" || rc=$?
+  unset 'PID[lg]'
+  LINE="$(cat "$WORK/lg.out")"
+  return "$rc"
+}
+
+RESULTS=""
+record() { cat >> "$RESULTS"; }   # JSON lines from stdin
+
+# ------------------------------------------------------------------------------------------ build
+
+# The iotgate source measured: HEAD, "+dirty" when the plugin's sources differ from it.
+COMMIT="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[[ -n "$(git -C "$root" status --porcelain -- src include plugin 2>/dev/null)" ]] && COMMIT="$COMMIT+dirty"
+log "building $COMMIT into $BUILD"
+cmake -S "$root" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOTGATE_BENCH=ON >"$WORK/cmake.log" 2>&1 ||
+  { tail -30 "$WORK/cmake.log" >&2; die "cmake configure failed"; }
+timeout 900 cmake --build "$BUILD" -j"$(nproc)" --target iotgate iotgate_loadgen >>"$WORK/cmake.log" 2>&1 ||
+  { tail -30 "$WORK/cmake.log" >&2; die "build failed"; }
+LOADGEN="$BUILD/iotgate_loadgen"
+PLUGIN="$BUILD/iotgate.so"
+[[ -x $LOADGEN && -f $PLUGIN ]] || die "build produced no $LOADGEN / $PLUGIN"
+
+mkdir -p "$RESULTS_DIR"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+RESULTS="$RESULTS_DIR/$STAMP-$SIZE.jsonl"
+: > "$RESULTS"
+
+MOSQ_VERSION="$( ("$MOSQUITTO" -h 2>&1 || true) | sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' | head -1)"
+REDIS_VERSION="$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+MEM_KB="$(awk '/MemTotal/ {print $2}' /proc/meminfo)"
+printf '{"mode":"machine","date":"%s","size":"%s","nproc":%s,"mem_kb":%s,"mosquitto":"%s","redis":"%s","kernel":"%s","nice":"%s","nofile":"%s","devices":%s,"pass":%s,"hold":%s,"commit":"%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SIZE" "$(nproc)" "$MEM_KB" "$MOSQ_VERSION" "$REDIS_VERSION" "$(uname -r)" \
+  "$NICE" "$NOFILE" "$DEVICES" "$PASS" "$HOLD" "$COMMIT" | record
+
+# ------------------------------------------------------------------------------------------ redis + data
+
+REDIS_PORT="$(free_port)"
+mkdir -p "$WORK/redis"
+nice -n "$NICE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
+  --save '' --logfile "$WORK/redis/redis.log" --daemonize no &
+PID[redis]=$!
+rcli() { timeout 30 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+wait_for 10 bash -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping 2>/dev/null | grep -q PONG" || die "redis-server did not start"
+
+log "loading $DEVICES devices into redis (port $REDIS_PORT)"
+"$LOADGEN" populate --devices "$DEVICES" --prefix "$PREFIX" | timeout 300 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >"$WORK/pipe.log" 2>&1 ||
+  { cat "$WORK/pipe.log" >&2; die "redis-cli --pipe failed"; }
+grep -q "errors: 0" "$WORK/pipe.log" || { cat "$WORK/pipe.log" >&2; die "bulk load had errors"; }
+[[ "$(rcli scard "${PREFIX}devices:BE5C0D01")" == "$DEVICES" ]] || die "device count in redis is wrong"
+SUB_USER=benchsub
+SUB_PASS="bench-$RANDOM$RANDOM"
+IOTGATE_REDIS="redis://127.0.0.1:$REDIS_PORT/0" IOTGATE_PREFIX="$PREFIX" timeout 60 "$root/scripts/iotgate" \
+  account add "$SUB_USER" --password "$SUB_PASS" --allow 'read /sys/#' >/dev/null || die "cannot add the service account"
+
+log "hashing $DEVICES passwords for the password_file broker (mosquitto_passwd -U)"
+"$LOADGEN" passwd --devices "$DEVICES" > "$WORK/passwords"
+timeout 900 mosquitto_passwd -U "$WORK/passwords" || die "mosquitto_passwd -U failed"
+
+# ------------------------------------------------------------------------------------------ brokers
+
+declare -A PORT=()
+# start_broker NAME: writes NAME's conf and starts it; waits until it listens (and for iotgate, has loaded)
+start_broker() {
+  local name=$1 dir port
+  dir="$WORK/$name"
+  mkdir -p "$dir"
+  port="${PORT[$name]:-$(free_port)}"
+  PORT[$name]=$port
+  {
+    echo "per_listener_settings false"
+    echo "listener $port 127.0.0.1"
+    echo "persistence false"
+    echo "log_dest file $dir/mosquitto.log"
+    # Errors, plus notices for iotgate's "loaded" line; connection_messages false keeps per-connection lines out.
+    echo "log_type error"
+    echo "log_type notice"
+    echo "connection_messages false"
+    echo "max_connections -1"
+    echo "max_queued_messages 1000000"
+    echo "max_inflight_messages 0"
+    [[ $(id -u) == 0 ]] && echo "user root"
+    case $name in
+      plain) echo "allow_anonymous true" ;;
+      pwfile) echo "allow_anonymous false"; echo "password_file $WORK/passwords" ;;
+      iotgate)
+        echo "allow_anonymous false"
+        echo "plugin $PLUGIN"
+        echo "plugin_opt_redis_port $REDIS_PORT"
+        echo "plugin_opt_key_prefix $PREFIX" ;;
+    esac
+  } > "$dir/mosquitto.conf"
+  : > "$dir/mosquitto.log"
+  nice -n "$NICE" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/mosquitto.out" 2>&1 &
+  PID[$name]=$!
+  wait_for 20 port_in_use "$port" || { cat "$dir/mosquitto.out" "$dir/mosquitto.log" >&2; die "$name broker did not start"; }
+  if [[ $name == iotgate ]]; then
+    wait_for 60 grep -q "iotgate: loaded" "$dir/mosquitto.log" || { cat "$dir/mosquitto.log" >&2; die "iotgate did not load"; }
+    log "iotgate: $(grep -o 'loaded.*' "$dir/mosquitto.log" | head -1)"
+  fi
+}
+restart_broker() {
+  stop_pid "${PID[$1]}"
+  wait "${PID[$1]}" 2>/dev/null || true
+  start_broker "$1"
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# Waits until iotgate's writer has applied its queued login/logout writes (redis goes quiet), at most 120 s.
+quiesce() {
+  local a b i
+  for ((i = 0; i < 240; i++)); do
+    a=$(rcli info stats | awk -F: '/^total_commands_processed/ {print $2+0}')
+    sleep 0.5
+    b=$(rcli info stats | awk -F: '/^total_commands_processed/ {print $2+0}')
+    (( b - a <= 3 )) && return 0
+  done
+  log "redis still busy after 120 s"
+}
+
+for b in plain iotgate pwfile; do start_broker "$b"; done
+log "brokers: plain :${PORT[plain]}, iotgate :${PORT[iotgate]}, password_file :${PORT[pwfile]}; redis :$REDIS_PORT"
+
+cpu_of() { echo "broker=${PID[$1]},redis=${PID[redis]}"; }
+login_of() { [[ $1 == pwfile ]] && echo userpass || echo v2t1; }
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+# A measurement during which other processes on the machine used more than NOISE_LIMIT % of one CPU (the load
+# generator's "others") is kept in the results marked "noisy" and repeated (at most ATTEMPTS - 1 times; not in
+# --quick mode); the report leaves noisy runs out.
+NOISE_LIMIT=25
+noisy() {  # noisy JSON_LINE WINDOW_FIELD: true when the run was disturbed and a repeat is still allowed
+  local others secs
+  (( REPEAT_BUDGET > 0 )) || return 1
+  others=$(sed -n 's/.*"others":\([0-9]*\).*/\1/p' <<<"$1")
+  secs=$(grep -o "\"$2\":[0-9.]*" <<<"$1" | head -1 | cut -d: -f2)
+  [[ -n $others && -n $secs ]] || return 1
+  awk -v o="$others" -v s="$secs" -v lim="$NOISE_LIMIT" 'BEGIN { exit !(o / (s * 1000) * 100 > lim) }' || return 1
+  REPEAT_BUDGET=$(( REPEAT_BUDGET - 1 ))
+}
+record_line() {  # record_line JSON_LINE [noisy]
+  [[ -n $1 ]] || return 0
+  if [[ ${2:-} == noisy ]]; then sed 's/^{/{"noisy":true,/' <<<"$1" | record; else printf '%s\n' "$1" | record; fi
+}
+
+# Connect storm: V2 type-1 logins (AES password), C in flight, DISCONNECT after each CONNACK. Pass "first":
+# devices that have not logged in since the broker started; "warm": the same devices again. The password_file
+# broker gets the same usernames with fixed passwords.
+declare -A SPARE=()   # next unused device range per broker (repeats of a noisy first pass need fresh devices)
+SPARE_END=$(( DEVICES - STALL_LOGINS ))
+connect_pass() {  # connect_pass BROKER PASS FIRST
+  local b=$1 pass=$2 first=$3 attempt line
+  for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
+    lg connect --port "${PORT[$b]}" --count "$PASS" --first "$first" --concurrency "$CONCURRENCY" \
+      --threads 2 --login "$(login_of "$b")" --label "$b" --scenario "connect-$pass" --pass "$pass" \
+      --cpu "$(cpu_of "$b")" --deadline 600 || log "connect $b $pass: not every login succeeded"
+    line=$LINE
+    [[ $b == iotgate ]] && quiesce
+    sleep 1.2   # type-1 timestamps must be later than the devices' last disconnect (whole seconds)
+    if (( attempt < ATTEMPTS )) && noisy "$line" seconds; then
+      if [[ $pass == first ]]; then
+        (( ${SPARE[$b]} + PASS <= SPARE_END )) || { record_line "$line"; return 0; }
+        first=${SPARE[$b]}
+        SPARE[$b]=$(( ${SPARE[$b]} + PASS ))
+      fi
+      record_line "$line" noisy
+      log "other processes were busy during that pass; repeating it"
+      continue
+    fi
+    record_line "$line"
+    return 0
+  done
+}
+scenario_connect() {
+  local rep order pass b
+  (( CONNECT_REPS * PASS <= SPARE_END )) || die "CONNECT_REPS * PASS exceeds the devices"
+  for b in plain iotgate pwfile; do SPARE[$b]=$(( CONNECT_REPS * PASS )); done
+  for pass in first warm; do
+    for ((rep = 0; rep < CONNECT_REPS; rep++)); do
+      # rotate the order so no broker always runs right after another one's storm
+      case $((rep % 3)) in
+        0) order="plain iotgate pwfile" ;;
+        1) order="iotgate pwfile plain" ;;
+        2) order="pwfile plain iotgate" ;;
+      esac
+      for b in $order; do connect_pass "$b" "$pass" $((rep * PASS)); done
+    done
+  done
+}
+
+# Diagnostic: warm passes on iotgate while redis-server is stopped (SIGSTOP), so the plugin holds its login and
+# logout writes in memory instead of sending them; the difference to the normal warm pass is what those writes
+# cost on this machine. (Redis resumes after each pass; the plugin then applies the held writes and reloads.)
+scenario_connect_nowrites() {
+  local rep line
+  for ((rep = 0; rep < NOWRITE_REPS; rep++)); do
+    kill -STOP "${PID[redis]}"
+    lg connect --port "${PORT[iotgate]}" --count "$PASS" --first $((rep * PASS)) --concurrency "$CONCURRENCY" \
+      --threads 2 --login v2t1 --label iotgate --scenario connect-warm-redis-stopped --pass warm \
+      --cpu "$(cpu_of iotgate)" --deadline 600 || log "connect iotgate (redis stopped): not every login succeeded"
+    kill -CONT "${PID[redis]}"
+    record_line "$LINE"
+    quiesce
+    sleep 1.2
+    lg connect --port "${PORT[plain]}" --count "$PASS" --first $((rep * PASS)) --concurrency "$CONCURRENCY" \
+      --threads 2 --login v2t1 --label plain --scenario connect-warm-redis-stopped --pass warm \
+      --cpu "$(cpu_of plain)" --deadline 600 || log "connect plain: not every login succeeded"
+    record_line "$LINE"
+    sleep 1.2
+  done
+}
+
+# Publish: PUB_DEVICES devices each publish on /sys/OID/PID/EUI/uplink; one subscriber on /sys/# (the service
+# account on iotgate, anonymous on plain) counts deliveries. At most 20,000 messages in flight end to end.
+publish_run() {  # publish_run BROKER QOS SCENARIO [extra loadgen args]
+  local b=$1 qos=$2 sc=$3 attempt line; shift 3
+  local sub=()
+  [[ $b == iotgate ]] && sub=(--sub-user "$SUB_USER" --sub-pass "$SUB_PASS")
+  for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
+    lg publish --port "${PORT[$b]}" --devices "$PUB_DEVICES" --first 0 --qos "$qos" --warmup 2 \
+      --label "$b" --scenario "$sc" --cpu "$(cpu_of "$b")" "${sub[@]}" "$@" || log "publish $b $sc failed"
+    line=$LINE
+    [[ $b == iotgate ]] && quiesce
+    sleep 1.5
+    if (( attempt < ATTEMPTS )) && noisy "$line" duration; then
+      record_line "$line" noisy
+      log "other processes were busy during that run; repeating it"
+      continue
+    fi
+    record_line "$line"
+    return 0
+  done
+}
+scenario_publish() {  # scenario_publish SCENARIO QOS REPS [extra loadgen args]
+  local sc=$1 qos=$2 reps=$3 rep; shift 3
+  for ((rep = 0; rep < reps; rep++)); do
+    if (( rep % 2 == 0 )); then
+      publish_run plain "$qos" "$sc" "$@"
+      publish_run iotgate "$qos" "$sc" "$@"
+    else
+      publish_run iotgate "$qos" "$sc" "$@"
+      publish_run plain "$qos" "$sc" "$@"
+    fi
+  done
+}
+
+# Idle sessions: fresh plain and iotgate brokers; RSS before, then with HOLD sessions connected (several load
+# generator processes: libmosquitto uses three descriptors per client).
+scenario_hold() {
+  local b per procs i first total ready rss0 rss1 up
+  restart_broker plain
+  restart_broker iotgate
+  sleep 2
+  for b in plain iotgate; do
+    procs=$(( (HOLD + 4999) / 5000 ))
+    per=$(( (HOLD + procs - 1) / procs ))
+    rss0=$(rss_kb "${PID[$b]}")
+    : > "$WORK/hold-$b.out"
+    first=0
+    for ((i = 0; i < procs; i++)); do
+      total=$(( HOLD - first < per ? HOLD - first : per ))
+      nice -n "$NICE" "$LOADGEN" hold --port "${PORT[$b]}" --count "$total" --first "$first" --concurrency 16 --label "$b" \
+        --scenario hold-part --max-wait 300 >>"$WORK/hold-$b.out" 2>>"$WORK/hold-$b.err" &
+      PID[hold$i]=$!
+      first=$(( first + total ))
+      sleep 0.3
+    done
+    wait_for 240 bash -c "[[ \$(grep -c READY '$WORK/hold-$b.err') -ge $procs ]]" || log "hold $b: not every process got ready"
+    sleep 3
+    rss1=$(rss_kb "${PID[$b]}")
+    up=$(grep -o '"alive":[0-9]*' "$WORK/hold-$b.out" | awk -F: '{s += $2} END {print s+0}')
+    for ((i = 0; i < procs; i++)); do kill -USR1 "${PID[hold$i]}" 2>/dev/null || true; done
+    for ((i = 0; i < procs; i++)); do
+      wait_for 60 bash -c "! kill -0 ${PID[hold$i]} 2>/dev/null" || stop_pid "${PID[hold$i]}"
+      wait "${PID[hold$i]}" 2>/dev/null || true
+      unset "PID[hold$i]"
+    done
+    record < "$WORK/hold-$b.out"
+    printf '{"mode":"hold-summary","label":"%s","scenario":"hold","sessions":%s,"rss_before_kb":%s,"rss_after_kb":%s}\n' \
+      "$b" "$up" "$rss0" "$rss1" | record
+    log "hold $b: $up sessions, RSS $rss0 -> $rss1 kB"
+    [[ $b == iotgate ]] && quiesce
+    sleep 1.5
+  done
+}
+
+# Redis stalled: SIGSTOP redis-server for STALL_FOR s during a QoS 0 publish run on iotgate; meanwhile log in
+# STALL_LOGINS known devices (not among the publishers).
+scenario_stall() {
+  publish_run iotgate 0 stall --duration "$STALL_SECS" --stall-pid "${PID[redis]}" --stall-at "$STALL_AT" \
+    --stall-for "$STALL_FOR" --stall-logins "$STALL_LOGINS" --stall-first $((DEVICES - STALL_LOGINS))
+  kill -CONT "${PID[redis]}" 2>/dev/null || true
+  quiesce
+}
+
+# OTA scenario -------------------------------------------------------------------------------------------------
+# PLACEHOLDER: the OTA benchmark is not written yet (the lead adds it). It must not report numbers until it is.
+scenario_ota() {
+  echo "OTA scenario: not built yet"
+}
+# --------------------------------------------------------------------------------------------------------------
+
+# Busy CPU of the whole machine, in clock ticks (all CPUs).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# Waits (at most QUIET_WAIT s) until processes other than ours use less than NOISE_LIMIT % of one CPU over 5 s;
+# our brokers and redis are idle meanwhile.
+wait_quiet() {
+  local waited=0 a b pct
+  (( QUIET_WAIT > 0 )) || return 0
+  while true; do
+    a=$(busy_ticks); sleep 5; b=$(busy_ticks)
+    pct=$(( (b - a) * 100 / ($(getconf CLK_TCK) * 5) ))
+    (( pct < NOISE_LIMIT )) && { log "machine quiet enough (${pct}% of a CPU busy)"; return 0; }
+    (( waited == 0 )) && log "other processes use ${pct}% of a CPU; waiting up to $QUIET_WAIT s for them to calm down"
+    waited=$(( waited + 5 ))
+    (( waited < QUIET_WAIT )) || { log "still ${pct}% busy after $QUIET_WAIT s; measuring anyway"; return 0; }
+  done
+}
+
+wait_quiet
+started=$(date +%s)
+log "connect storms: $CONNECT_REPS x $PASS logins per pass and broker"
+scenario_connect
+log "diagnostic: warm passes on iotgate with redis-server stopped (no login/logout writes sent)"
+scenario_connect_nowrites
+log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
+scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
+scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
+log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
+scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda
+log "idle sessions: $HOLD"
+scenario_hold
+log "redis stalled for $STALL_FOR s"
+scenario_stall
+scenario_ota
+
+"$LOADGEN" report --results "$RESULTS" > "${RESULTS%.jsonl}.md"
+echo
+cat "${RESULTS%.jsonl}.md"
+echo
+log "done in $(( $(date +%s) - started )) s; raw results: $RESULTS, table: ${RESULTS%.jsonl}.md"
