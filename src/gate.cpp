@@ -430,7 +430,12 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     return Verdict::drop;
   }
   std::string cid(client_id);
-  Identity copy = id;  // the handlers may change sessions_
+  // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
+  if (handler == Handler::lierda_report) {
+    answer_lierda_report(cid, id, suffix, payload);
+    return Verdict::pass;
+  }
+  Identity copy = id;  // the other handlers may change sessions_
   int64_t started_ms = it->second.started_ms;
   bool accepted = true;
   switch (handler) {
@@ -443,14 +448,14 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
       accepted = ota_.on_lierda(cid, copy, *p, *d, suffix, payload, started_ms);
       break;
     }
-    case Handler::lierda_report: answer_lierda_report(cid, copy, suffix, payload); break;
     case Handler::krt_ota: accepted = ota_.on_krt(cid, copy, payload, started_ms); break;
     case Handler::emu_result: {
       std::string_view name = suffix.substr(4, suffix.size() - 4 - 7);  // ota/<name>/result
       accepted = ota_.on_emu(cid, copy, name, payload);
       break;
     }
-    case Handler::none: break;
+    case Handler::none:
+    case Handler::lierda_report: break;
   }
   return accepted ? Verdict::pass : Verdict::drop;
 }
