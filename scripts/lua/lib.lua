@@ -438,6 +438,21 @@ local function get_task(ref)
   return ref, h
 end
 
+-- A task request: ARGV[2] the operator, ARGV[3] the task, ARGV[4..] field/value pairs named in `fields`
+-- (`what` names them in the refusal). Returns operator, task id, task hash, fields.
+local function task_request(fields, what)
+  local operator = ARGV[2]
+  check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
+  local id, h = get_task(ARGV[3])
+  check(#ARGV % 2 == 1, 'field without a value')
+  local f = {}
+  for i = 4, #ARGV, 2 do
+    if not fields[ARGV[i]] then bad_arg('unknown ' .. what .. ' ' .. ARGV[i]) end
+    f[ARGV[i]] = ARGV[i + 1]
+  end
+  return operator, id, h, f
+end
+
 -- device ids in the task's scope: the listed devices that are still devices of the product
 -- (category 1), or every device of the product (category 0); sorted
 local function task_scope(h)

@@ -13,15 +13,7 @@ local function is_date(s)
 end
 
 local function main()
-  local operator = ARGV[2]
-  check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
-  local id, h = get_task(ARGV[3])
-  check(#ARGV % 2 == 1, 'field without a value')
-  local f = {}
-  for i = 4, #ARGV, 2 do
-    if not FIELDS[ARGV[i]] then bad_arg('unknown report field ' .. ARGV[i]) end
-    f[ARGV[i]] = ARGV[i + 1]
-  end
+  local operator, id, h, f = task_request(FIELDS, 'report field')
   if not is_version(f.last_version) then bad_arg('invalid --last-version: 1-64 printable ASCII characters, no spaces') end
   if not is_version(f.current_version) then bad_arg('invalid --current-version: 1-64 printable ASCII characters, no spaces') end
   if f.result ~= '0' and f.result ~= '1' then bad_arg('invalid --result: 0 (success) or 1 (failure)') end

@@ -6,15 +6,7 @@
 local FIELDS = { name = true, description = true, scope_category = true, devices = true }
 
 local function main()
-  local operator = ARGV[2]
-  check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
-  local id, h = get_task(ARGV[3])
-  check(#ARGV % 2 == 1, 'field without a value')
-  local f = {}
-  for i = 4, #ARGV, 2 do
-    if not FIELDS[ARGV[i]] then bad_arg('unknown field ' .. ARGV[i]) end
-    f[ARGV[i]] = ARGV[i + 1]
-  end
+  local operator, id, h, f = task_request(FIELDS, 'field')
   local set = {}
   if f.name then
     local n = text_len(f.name)
