@@ -2,7 +2,7 @@
 # bench/run.sh [--quick] [--keep-temp]: iotgate against plain mosquitto, side by side, in one run.
 #
 # Builds iotgate.so and iotgate_loadgen (cmake -DIOTGATE_BENCH=ON into $IOTGATE_BUILD_DIR, default
-# /tmp/bench-build), starts a redis-server with N Lierda devices and a service account, then brokers on their own
+# build-bench/ in the checkout), starts a redis-server with N Lierda devices and a service account, then brokers on their own
 # loopback ports: plain mosquitto (allow_anonymous true), mosquitto + iotgate, and mosquitto with a password_file
 # of the same devices. Runs the connect storm, publish throughput, idle sessions (memory) and Redis-stalled
 # scenarios on each, prints the table and keeps the raw JSON lines in bench/results/. docs/benchmarks.md explains
@@ -16,7 +16,7 @@ set -euo pipefail
 export LC_ALL=C
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-BUILD="${IOTGATE_BUILD_DIR:-/tmp/bench-build}"
+BUILD="${IOTGATE_BUILD_DIR:-$root/build-bench}"
 RESULTS_DIR="${IOTGATE_BENCH_RESULTS:-$root/bench/results}"
 QUICK=0
 KEEP_TEMP=0
