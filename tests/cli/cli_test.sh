@@ -50,22 +50,6 @@ refuse() {
   eq "Redis unchanged" "$before" "$(digest)"
 }
 
-# help ARGS...: usage on stdout, exit 0, nothing on stderr (Redis is not needed for it)
-helps() {
-  IOTGATE_REDIS=$DEAD_URI run "$@"
-  CTX="help: $*"
-  eq "exit status" 0 "$RC"
-  eq "stderr" "" "$ERR"
-  has "usage text" "$OUT" "Usage: iotgate"
-}
-
-# lua SCRIPT ARGS...: EVAL a script directly (bypassing the bash validation); sets OUT
-lua() {
-  local name=$1
-  shift
-  OUT=$(redis-cli -u "$URI" --raw EVAL "$(cat "$LUA/lib.lua")"$'\n'"$(cat "$LUA/$name.lua")" 0 "$P" "$@" 2>&1)
-}
-
 # verify_hash HASH SECRET: HASH is the mosquitto $7$ PBKDF2-SHA512 hash of SECRET
 verify_hash() {
   local iter salt hash salthex want got

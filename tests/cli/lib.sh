@@ -110,3 +110,19 @@ ok() {
   eq "one line of stdout" 1 "$(lines "$OUT")"
   like "JSON on stdout" '^(\{.*\}|\[.*\])$' "$OUT"
 }
+
+# help ARGS...: usage on stdout, exit 0, nothing on stderr (Redis is not needed for it)
+helps() {
+  IOTGATE_REDIS=$DEAD_URI run "$@"
+  CTX="help: $*"
+  eq "exit status" 0 "$RC"
+  eq "stderr" "" "$ERR"
+  has "usage text" "$OUT" "Usage: iotgate"
+}
+
+# lua SCRIPT ARGS...: EVAL a script directly (bypassing the bash validation); sets OUT
+lua() {
+  local name=$1
+  shift
+  OUT=$(redis-cli -u "$URI" --raw EVAL "$(cat "$LUA/lib.lua")"$'\n'"$(cat "$LUA/$name.lua")" 0 "$P" "$@" 2>&1)
+}

@@ -58,22 +58,6 @@ refused() {
   eq "exit status $code" "$code" "$RC"
 }
 
-# helps ARGS...: usage on stdout, exit 0, nothing on stderr (Redis is not needed)
-helps() {
-  IOTGATE_REDIS=$DEAD_URI run "$@"
-  CTX="help: $*"
-  eq "exit status" 0 "$RC"
-  eq "stderr" "" "$ERR"
-  has "usage text" "$OUT" "Usage: iotgate"
-}
-
-# lua SCRIPT ARGS...: EVAL a script directly (bypassing the bash checks); sets OUT
-lua() {
-  local name=$1
-  shift
-  OUT=$(redis-cli -u "$URI" --raw EVAL "$(cat "$LUA/lib.lua")"$'\n'"$(cat "$LUA/$name.lua")" 0 "$P" "$@" 2>&1)
-}
-
 # the last entry of the commands stream as "field value field value ..."
 last_command() { rcli XREVRANGE "${P}commands" + - COUNT 1 | tail -n +2 | tr '\n' ' ' | sed 's/ $//'; }
 # the last entry's field F
