@@ -45,12 +45,6 @@ std::string sha256(std::string_view a, std::string_view b) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
-std::string to_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return std::string(buf.GetString(), buf.GetSize());
-}
 
 // An integer field that devices send either as a number or as a numeric string.
 std::optional<int64_t> lenient_int(const rapidjson::Value& obj, const char* name) {
@@ -74,13 +68,9 @@ std::optional<std::string_view> string_field(const rapidjson::Value& obj, const 
 std::string echo_id(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);
   if (it == obj.MemberEnd() || !(it->value.IsNumber() || it->value.IsString())) return "null";
-  return to_json(it->value);
+  return json_text(it->value);
 }
 
-std::string json_string(std::string_view s) {
-  rapidjson::Value v(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-  return to_json(v);
-}
 
 bool has_device(SessionKind k) {
   return k == SessionKind::lierda_v2 || k == SessionKind::krt_device || k == SessionKind::emu_gateway;
@@ -472,7 +462,7 @@ void Gate::answer_lierda_report(const std::string& client_id, const Identity& id
   const Product* p = registry_.product(id.product);
   const Device* d = registry_.device(id.product, id.device);
   if (ack->encryptable && p && p->encrypted && d && !d->session_key.empty())
-    body = json_string(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
+    body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
   effects_.publish_to_client(client_id, id.prefix + ack->topic_suffix,
                              "{\"MessageId\":" + ack->message_id + ",\"HeaderCtrl\":" + std::to_string(ack->header) +
                                  ",\"Payload\":" + body + ",\"Version\":\"2.0\"}",
@@ -615,9 +605,9 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
 void Gate::reply_auth(const Pending& p, int code, const Device* device) {
   std::string body = "{\"Code\":" + std::to_string(code);
   if (code == 0 && device) {
-    if (p.include_secret) body += ",\"DeviceSecret\":" + json_string(device->secret);
+    if (p.include_secret) body += ",\"DeviceSecret\":" + json_quoted(device->secret);
     if (!device->session_id.empty())
-      body += ",\"SessionID\":" + json_string(device->session_id) + ",\"Nonce\":" + std::to_string(device->nonce);
+      body += ",\"SessionID\":" + json_quoted(device->session_id) + ",\"Nonce\":" + std::to_string(device->nonce);
   }
   body += "}";
   std::string msg = "{\"MessageId\":" + p.message_id_json + ",\"HeaderCtrl\":1,\"Payload\":" + body +
@@ -694,9 +684,9 @@ void Gate::reply_krt(const Pending& p, int code, const Device* device) {
   // Both spellings of the reply fields, so devices written to either reading of the seed find their secret.
   std::string msg = "{\"CMD\":20,\"ID\":" + p.message_id_json + ",\"CODE\":" + std::to_string(code);
   if (code == 0 && device) {
-    std::string s = json_string(device->secret);
-    msg += ",\"DEVICE_SECRET\":" + s + ",\"ProductID\":" + json_string(device->product) +
-           ",\"DeviceID\":" + json_string(device->id) + ",\"DeviceSecret\":" + s;
+    std::string s = json_quoted(device->secret);
+    msg += ",\"DEVICE_SECRET\":" + s + ",\"ProductID\":" + json_quoted(device->product) +
+           ",\"DeviceID\":" + json_quoted(device->id) + ",\"DeviceSecret\":" + s;
   }
   msg += "}";
   effects_.publish_to_client(p.client_id, p.topic, msg, 1);
@@ -780,7 +770,7 @@ void Gate::on_result(const StoreResult& result) {
     case PendingKind::session_rekey:
       if (d && !d->session_id.empty()) {
         std::string msg = "{\"MessageId\":" + std::to_string(clock_()) +
-                          ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_string(d->session_id) +
+                          ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_quoted(d->session_id) +
                           ",\"Nonce\":" + std::to_string(d->nonce) + "},\"Version\":\"2.0\"}";
         effects_.publish_to_client(p.client_id, p.topic, msg, 1);
         log_.info("iotgate: sent a new session key (HeaderCtrl 3) to '" + p.client_id + "'");

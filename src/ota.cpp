@@ -29,16 +29,6 @@ std::string str_field(const Fields& f, const char* name) {
   auto it = f.find(name);
   return it == f.end() ? std::string() : it->second;
 }
-std::string json_text(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  v.Accept(w);
-  return std::string(buf.GetString(), buf.GetSize());
-}
-std::string quoted(std::string_view s) {
-  rapidjson::Value v(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-  return json_text(v);
-}
 // A version or id a device may send as a string or a number; nullopt for anything else.
 std::optional<std::string> text_or_number(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);
@@ -174,9 +164,9 @@ std::optional<OtaProgress> ota_progress_from_json(std::string_view json) {
 }
 
 std::string to_json(const OtaProgress& p) {
-  return std::string("{\"state\":\"") + to_string(p.state) + "\",\"down_id\":" + quoted(p.down_id) +
+  return std::string("{\"state\":\"") + to_string(p.state) + "\",\"down_id\":" + json_quoted(p.down_id) +
          ",\"notified_at\":" + std::to_string(p.notified_at) + ",\"acked_at\":" + std::to_string(p.acked_at) +
-         ",\"finished_at\":" + std::to_string(p.finished_at) + ",\"reported\":" + quoted(p.reported) + "}";
+         ",\"finished_at\":" + std::to_string(p.finished_at) + ",\"reported\":" + json_quoted(p.reported) + "}";
 }
 
 OtaRouter::OtaRouter(const Config& config, Log& log, Effects& effects, Clock clock)
@@ -393,7 +383,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
   std::string prefix = id.prefix;
   auto wrap = [&](const std::string& payload_json) {
     if (!encrypted) return payload_json;
-    return quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device.session_key), payload_json)));
+    return json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device.session_key), payload_json)));
   };
 
   if (suffix == "firmware_report") {
@@ -416,11 +406,11 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
     if (!ok) return refuse("SoftVer / HardVer / Module missing or malformed");
     FirmwareReport report{module ? *module : "default", *version, hardware.value_or("")};
     handle_report(client_id, id, report, session_started_ms, [&](const OtaTask& t, const std::string& down_id) {
-      std::string body_json = "{\"Type\":2,\"Url\":" + quoted(t.target_url) + ",\"SoftVer\":" +
-                              quoted(t.target_version) + ",\"SoftSize\":" + std::to_string(t.target_size) +
-                              ",\"MD5\":" + quoted(t.target_md5) + ",\"DownID\":" + quoted(down_id) +
-                              ",\"firmwareName\":" + quoted(t.name);
-      if (t.identify != "default") body_json += ",\"Module\":" + quoted(t.identify);
+      std::string body_json = "{\"Type\":2,\"Url\":" + json_quoted(t.target_url) + ",\"SoftVer\":" +
+                              json_quoted(t.target_version) + ",\"SoftSize\":" + std::to_string(t.target_size) +
+                              ",\"MD5\":" + json_quoted(t.target_md5) + ",\"DownID\":" + json_quoted(down_id) +
+                              ",\"firmwareName\":" + json_quoted(t.name);
+      if (t.identify != "default") body_json += ",\"Module\":" + json_quoted(t.identify);
       body_json += "}";
       effects_.publish_to_client(client_id, prefix + "ota_notify",
                                  "{\"MessageId\":" + std::to_string(++message_seq_) + ",\"HeaderCtrl\":9,\"Payload\":" +
@@ -456,9 +446,9 @@ bool OtaRouter::on_krt(const std::string& client_id, const Identity& id, std::st
     std::string set_topic = id.prefix + "ota/set";
     handle_report(client_id, id, report, session_started_ms, [&](const OtaTask& t, const std::string& down_id) {
       effects_.publish_to_client(client_id, set_topic,
-                                 "{\"CMD\":11,\"ID\":" + quoted(down_id) + ",\"URL\":" + quoted(t.target_url) +
-                                     ",\"FW_VERSION\":" + quoted(t.target_version) + ",\"MD5\":" +
-                                     quoted(t.target_md5) + ",\"SIZE\":" + std::to_string(t.target_size) + "}",
+                                 "{\"CMD\":11,\"ID\":" + json_quoted(down_id) + ",\"URL\":" + json_quoted(t.target_url) +
+                                     ",\"FW_VERSION\":" + json_quoted(t.target_version) + ",\"MD5\":" +
+                                     json_quoted(t.target_md5) + ",\"SIZE\":" + std::to_string(t.target_size) + "}",
                                  1);
     });
     return true;
@@ -505,7 +495,7 @@ bool OtaRouter::on_emu(const std::string& client_id, const Identity& id, std::st
       if (!sub) return false;
       dev = sub;
     }
-    std::string out = "{\"type\":" + quoted(name) + ",\"device_id\":" + std::to_string(*dev);
+    std::string out = "{\"type\":" + json_quoted(name) + ",\"device_id\":" + std::to_string(*dev);
     for (const Range& r : ranges) {
       auto it = e.FindMember(r.field);
       if (it == e.MemberEnd()) continue;
@@ -520,11 +510,11 @@ bool OtaRouter::on_emu(const std::string& client_id, const Identity& id, std::st
     auto sn = e.FindMember("emu_product_sn");
     if (sn != e.MemberEnd()) {
       if (sn->value.IsString() && sn->value.GetStringLength() <= 128)
-        out += ",\"emu_product_sn\":" + quoted(std::string_view(sn->value.GetString(), sn->value.GetStringLength()));
+        out += ",\"emu_product_sn\":" + json_quoted(std::string_view(sn->value.GetString(), sn->value.GetStringLength()));
       else if (!sn->value.IsNull())
         return false;
     }
-    if (auto mid = text_or_number(doc, "mid"); mid && mid->size() <= 64) out += ",\"mid\":" + quoted(*mid);
+    if (auto mid = text_or_number(doc, "mid"); mid && mid->size() <= 64) out += ",\"mid\":" + json_quoted(*mid);
     out += ",\"received_at\":" + std::to_string(clock_()) + "}";
     entries[std::to_string(*dev)] = out;
     return true;
