@@ -75,16 +75,29 @@ std::optional<Bytes> from_hex(std::string_view hex) {
   return out;
 }
 
+// A thread's AES-128-ECB context, set to `key` and direction. Created once per thread and then only re-keyed
+// (cipher NULL keeps the provider's context): a fresh context per call showed in the login profile.
+EVP_CIPHER_CTX* aes128_ecb_ctx(const Bytes& key, bool encrypt) {
+  thread_local CipherCtx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  thread_local bool has_cipher = false;
+  if (!ctx) return nullptr;
+  if (EVP_CipherInit_ex(ctx.get(), has_cipher ? nullptr : aes128_ecb(), nullptr, key.data(), nullptr, encrypt) != 1) {
+    has_cipher = false;
+    return nullptr;
+  }
+  has_cipher = true;
+  return ctx.get();
+}
+
 Bytes aes128_ecb_encrypt(const Bytes& key, std::string_view plaintext) {
   if (key.size() != 16) throw std::invalid_argument("AES-128 key must be 16 bytes");
-  CipherCtx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), aes128_ecb(), nullptr, key.data(), nullptr) != 1)
-    throw std::runtime_error("AES init failed");
+  EVP_CIPHER_CTX* ctx = aes128_ecb_ctx(key, true);
+  if (!ctx) throw std::runtime_error("AES init failed");
   Bytes out(plaintext.size() + 16);
   int n1 = 0, n2 = 0;
-  if (EVP_EncryptUpdate(ctx.get(), out.data(), &n1, reinterpret_cast<const unsigned char*>(plaintext.data()),
+  if (EVP_EncryptUpdate(ctx, out.data(), &n1, reinterpret_cast<const unsigned char*>(plaintext.data()),
                         static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + n1, &n2) != 1)
+      EVP_EncryptFinal_ex(ctx, out.data() + n1, &n2) != 1)
     throw std::runtime_error("AES encrypt failed");
   out.resize(static_cast<size_t>(n1 + n2));
   return out;
@@ -92,13 +105,13 @@ Bytes aes128_ecb_encrypt(const Bytes& key, std::string_view plaintext) {
 
 std::optional<std::string> aes128_ecb_decrypt(const Bytes& key, const Bytes& ciphertext) {
   if (key.size() != 16 || ciphertext.empty() || ciphertext.size() % 16 != 0) return std::nullopt;
-  CipherCtx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  if (!ctx || EVP_DecryptInit_ex(ctx.get(), aes128_ecb(), nullptr, key.data(), nullptr) != 1) return std::nullopt;
+  EVP_CIPHER_CTX* ctx = aes128_ecb_ctx(key, false);
+  if (!ctx) return std::nullopt;
   std::string out(ciphertext.size() + 16, '\0');
   int n1 = 0, n2 = 0;
-  if (EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &n1, ciphertext.data(),
+  if (EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(out.data()), &n1, ciphertext.data(),
                         static_cast<int>(ciphertext.size())) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + n1, &n2) != 1)
+      EVP_DecryptFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()) + n1, &n2) != 1)
     return std::nullopt;
   out.resize(static_cast<size_t>(n1 + n2));
   return out;

@@ -83,8 +83,8 @@ Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
       ota_(config_, log_, effects_, clock_) {}
 
 const Identity* Gate::session(const std::string& client_id) const {
-  auto it = sessions_.find(client_id);
-  return it == sessions_.end() ? nullptr : &it->second.identity;
+  const Session* s = sessions_.find(client_id);
+  return s ? &s->identity : nullptr;
 }
 
 void Gate::refuse_log(const ClientInfo& client, const Refusal& r) {
@@ -324,23 +324,21 @@ void Gate::after_login(const ClientInfo& client, const Identity& id) {
   if (log_.enabled(LogLevel::debug))
     log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
-  sessions_[cid] = Session{id, client.handle, wall_ms()};  // first: a rekey below belongs to this connection
+  Device* d = has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
+  // First: a rekey below belongs to this connection.
+  sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_});
+  if (!d) return;
   int64_t now = clock_();
-  if (has_device(id.kind)) {
-    if (Device* d = registry_.device_mut(id.product, id.device)) {
-      Fields f{{"last_online", std::to_string(now)}};
-      d->last_online = std::max(d->last_online, now);
-      if (id.kind == SessionKind::krt_device && !d->activated) {
-        d->activated = true;
-        f["activated"] = "1";
-      }
-      touch(id.product, id.device, std::move(f));
-      if (id.kind == SessionKind::lierda_v2) {
-        const Product* p = registry_.product(id.product);
-        if (p && p->encrypted && (d->session_key.empty() || d->session_key_expires <= now))
-          start_rekey(cid, id, *p);
-      }
-    }
+  Fields f{{"last_online", std::to_string(now)}};
+  d->last_online = std::max(d->last_online, now);
+  if (id.kind == SessionKind::krt_device && !d->activated) {
+    d->activated = true;
+    f["activated"] = "1";
+  }
+  touch(id.product, id.device, std::move(f));
+  if (id.kind == SessionKind::lierda_v2) {
+    const Product* p = registry_.product(id.product);
+    if (p && p->encrypted && (d->session_key.empty() || d->session_key_expires <= now)) start_rekey(cid, id, *p);
   }
 }
 
@@ -360,9 +358,8 @@ bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view>
                      std::string_view topic) {
   const Identity* id = nullptr;
   std::optional<Identity> resolved;
-  auto it = sessions_.find(client_id);
-  if (it != sessions_.end()) {
-    id = &it->second.identity;
+  if (const Session* s = sessions_.find(client_id)) {
+    id = &s->identity;
   } else {
     // A will after disconnect, or the retained-source check of a client that is gone: judge by the names.
     ClientInfo c{client_id, username, {}, nullptr};
@@ -389,9 +386,9 @@ bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view>
 // --- messages ----------------------------------------------------------------------------------------------
 
 Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std::string_view payload) {
-  auto it = sessions_.find(client_id);
-  if (it == sessions_.end()) return Verdict::pass;
-  const Identity& id = it->second.identity;
+  const Session* session = sessions_.find(client_id);
+  if (!session) return Verdict::pass;
+  const Identity& id = session->identity;
   // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
   enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
       Handler::none;
@@ -419,14 +416,14 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
                      std::to_string(config_.max_payload));
     return Verdict::drop;
   }
-  std::string cid(client_id);
   // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
   if (handler == Handler::lierda_report) {
-    answer_lierda_report(cid, id, suffix, payload);
+    answer_lierda_report(client_id, id, suffix, payload);
     return Verdict::pass;
   }
+  std::string cid(client_id);
   Identity copy = id;  // the other handlers may change sessions_
-  int64_t started_ms = it->second.started_ms;
+  int64_t started_ms = session->started_ms;
   bool accepted = true;
   switch (handler) {
     case Handler::lierda_auth: accepted = handle_auth_request(cid, copy, payload); break;
@@ -451,19 +448,21 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
 }
 
 // Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
-void Gate::answer_lierda_report(const std::string& client_id, const Identity& id, std::string_view suffix,
+void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, std::string_view suffix,
                                 std::string_view payload) {
-  auto ack = lierda_ack_for(suffix, payload, wall_ms(), config_.timezone, clock_());
+  auto ack = lierda_ack_for(suffix, payload, wall_ms, config_.timezone, clock_);
   if (!ack) return;
   if (!ack->problem.empty())
     log_.limited(LogLevel::notice, "bad-report",
-                 "iotgate: " + std::string(suffix) + " from '" + client_id + "' answered with Code 4001: " + ack->problem);
+                 "iotgate: " + std::string(suffix) + " from '" + std::string(client_id) +
+                     "' answered with Code 4001: " + ack->problem);
   std::string body = ack->payload;
-  const Product* p = registry_.product(id.product);
-  const Device* d = registry_.device(id.product, id.device);
-  if (ack->encryptable && p && p->encrypted && d && !d->session_key.empty())
-    body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
-  effects_.publish_to_client(client_id, id.prefix + ack->topic_suffix,
+  if (ack->encryptable) {
+    const Product* p = registry_.product(id.product);
+    const Device* d = p && p->encrypted ? registry_.device(id.product, id.device) : nullptr;
+    if (d && !d->session_key.empty()) body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
+  }
+  effects_.publish_to_client(std::string(client_id), id.prefix + ack->topic_suffix,
                              "{\"MessageId\":" + ack->message_id + ",\"HeaderCtrl\":" + std::to_string(ack->header) +
                                  ",\"Payload\":" + body + ",\"Version\":\"2.0\"}",
                              1);
@@ -550,7 +549,7 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   Pending p;
   p.kind = PendingKind::lierda_auth;
   p.client_id = client_id;
-  p.handle = sessions_.find(client_id)->second.handle;
+  p.handle = sessions_.find(client_id)->handle;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + "downlink";
@@ -656,7 +655,7 @@ bool Gate::handle_krt_register(const std::string& client_id, const Identity& id,
   Pending p;
   p.kind = PendingKind::krt_register;
   p.client_id = client_id;
-  p.handle = sessions_.find(client_id)->second.handle;
+  p.handle = sessions_.find(client_id)->handle;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + std::string(kKrtRegisterSet);
@@ -716,7 +715,8 @@ void Gate::start_rekey(const std::string& client_id, const Identity& id, const P
   Pending p;
   p.kind = PendingKind::session_rekey;
   p.client_id = client_id;
-  p.handle = sessions_.count(client_id) ? sessions_.find(client_id)->second.handle : nullptr;
+  const Session* asking = sessions_.find(client_id);
+  p.handle = asking ? asking->handle : nullptr;
   p.product = id.product;
   p.device = id.device;
   p.topic = id.prefix + "downlink";
@@ -780,31 +780,33 @@ void Gate::on_result(const StoreResult& result) {
 }
 
 bool Gate::still_asking(const Pending& p) const {
-  auto it = sessions_.find(p.client_id);
-  return it != sessions_.end() && it->second.handle == p.handle && it->second.identity.product == p.product &&
-         it->second.identity.device == p.device;
+  const Session* s = sessions_.find(p.client_id);
+  return s && s->handle == p.handle && s->identity.product == p.product && s->identity.device == p.device;
 }
 
 // --- disconnects -------------------------------------------------------------------------------------------
 
 void Gate::on_disconnect(std::string_view client_id, const void* handle) {
-  auto it = sessions_.find(client_id);
+  Session* s = sessions_.find(client_id);
   // A client-id takeover disconnects the old connection after the new one logged in: only its own entry goes.
-  if (it == sessions_.end() || it->second.handle != handle) return;
-  Identity id = std::move(it->second.identity);
-  sessions_.erase(it);
-  mark_offline(id, clock_());
+  if (!s || s->handle != handle) return;
+  Identity id = std::move(s->identity);
+  // The session's device pointer saves a lookup among all devices, unless a removal or reload made it stale.
+  Device* d = s->device_epoch == device_epoch_ ? s->device : registry_.device_mut(id.product, id.device);
+  sessions_.erase(client_id);
+  mark_offline(id, d, clock_());
 }
 
 void Gate::on_shutdown() {
   int64_t now = clock_();
-  for (const auto& [cid, s] : sessions_) mark_offline(s.identity, now);
+  for (const auto& [cid, s] : sessions_)
+    mark_offline(s.identity, registry_.device_mut(s.identity.product, s.identity.device), now);
   sessions_.clear();
 }
 
-void Gate::mark_offline(const Identity& id, int64_t now) {
+void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
   if (!has_device(id.kind)) return;
-  if (Device* d = registry_.device_mut(id.product, id.device)) d->last_offline = std::max(d->last_offline, now);
+  if (device) device->last_offline = std::max(device->last_offline, now);
   touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
 }
 
@@ -831,6 +833,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
     }
   }
   registry_ = std::move(next);
+  ++device_epoch_;
   ota_.load(std::move(snapshot.ota));
   bool first = !loaded_;
   loaded_ = true;
@@ -842,6 +845,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
 
 void Gate::on_update(const EntityUpdate& u) {
   std::string err;
+  if (!u.fields) ++device_epoch_;  // a removal may free devices that sessions point to
   switch (u.kind) {
     case EntityUpdate::Kind::product: {
       if (!u.fields) registry_.remove_product(u.id);

@@ -33,14 +33,14 @@ std::optional<Route> route(std::string_view suffix) {
 
 }  // namespace
 
-std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload, int64_t now_ms,
-                                        std::string_view timezone, int64_t fallback_message_id) {
+std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload,
+                                        const std::function<int64_t()>& now_ms, std::string_view timezone,
+                                        const std::function<int64_t()>& fallback_message_id) {
   auto r = route(suffix);
   if (!r) return std::nullopt;
   LierdaAck ack;
   ack.topic_suffix = r->ack;
   ack.header = r->headers[0];
-  ack.message_id = std::to_string(fallback_message_id);
   if (suffix == "model/hex") {
     // A full-hex report is a bare hex string, no frame (never encrypted).
     rapidjson::Document d;
@@ -50,6 +50,9 @@ std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_vie
     bool ok = !hex.empty() && hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
     if (!ok) ack.problem = "not a hex string";
   } else {
+    // Opaque application data is not a frame: no ack, and no parse (the common case for some fleets' uplinks).
+    size_t start = payload.find_first_not_of(" \t\r\n");
+    if (start == std::string_view::npos || payload[start] != '{') return std::nullopt;
     rapidjson::Document d;
     d.Parse<kDeviceJson>(payload.data(), payload.size());
     if (d.HasParseError() || !d.IsObject()) return std::nullopt;
@@ -64,10 +67,11 @@ std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_vie
                                 std::string_view(version->value.GetString()) != "2.0"))
       ack.problem = "Version is not \"2.0\"";
   }
+  if (ack.message_id.empty()) ack.message_id = std::to_string(fallback_message_id());
   std::string code = ack.problem.empty() ? "\"Code\":\"200\",\"Msg\":\"SUCCESS\"" : "\"Code\":\"4001\",\"Msg\":\"FAILURE\"";
   if (suffix == "update_time" && ack.problem.empty()) {
     rapidjson::Value tz(timezone.data(), static_cast<rapidjson::SizeType>(timezone.size()));
-    ack.payload = "{" + code + ",\"Data\":{\"timestamp\":" + std::to_string(now_ms) + ",\"timezone\":" + json_text(tz) + "}}";
+    ack.payload = "{" + code + ",\"Data\":{\"timestamp\":" + std::to_string(now_ms()) + ",\"timezone\":" + json_text(tz) + "}}";
     ack.encryptable = false;
   } else {
     ack.payload = "{" + code + "}";

@@ -13,6 +13,7 @@
 #include "iotgate/log.h"
 #include "iotgate/model.h"
 #include "iotgate/ota.h"
+#include "iotgate/session_table.h"
 #include "iotgate/store.h"
 
 namespace iotgate {
@@ -72,6 +73,8 @@ class Gate {
     Identity identity;
     const void* handle = nullptr;
     int64_t started_ms = 0;  // wall clock, for OTA's "reconnected since" rules
+    Device* device = nullptr;  // the registry's entry, valid while device_epoch equals the gate's
+    uint64_t device_epoch = 0;
   };
   struct Refusal {
     const char* reason_key;
@@ -112,7 +115,7 @@ class Gate {
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
   Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
-  void mark_offline(const Identity& id, int64_t now);
+  void mark_offline(const Identity& id, Device* device, int64_t now);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.
   void revalidate(const std::function<bool(const Identity&)>& in_scope);
@@ -121,7 +124,7 @@ class Gate {
   // True while the connection that made `p` still holds its client id as the same device.
   bool still_asking(const Pending& p) const;
   void ask_firmware(const std::string& product, const std::string& device);
-  void answer_lierda_report(const std::string& client_id, const Identity& id, std::string_view suffix,
+  void answer_lierda_report(std::string_view client_id, const Identity& id, std::string_view suffix,
                             std::string_view payload);
   // Counts a failed login from `address`; returns true when that banned it.
   bool count_failure(const std::string& address, int64_t now);
@@ -134,11 +137,9 @@ class Gate {
   Registry registry_;
   bool loaded_ = false;
   // Looked up with string_views (every ACL check and message), so no string is built per lookup.
-  struct ViewHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, Session, ViewHash, std::equal_to<>> sessions_;
+  SessionTable<Session> sessions_;
+  // Device pointers kept in sessions stay valid until a removal or a reload changes this.
+  uint64_t device_epoch_ = 0;
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.

@@ -1,6 +1,7 @@
 // Lierda frames the platform answers with an ack: time sync (HeaderCtrl 29) and the data reports.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,8 +19,10 @@ struct LierdaAck {
 
 // The ack a device expects for a frame it published on `suffix` (the topic after its prefix), or nullopt when
 // the topic is not a report the platform acknowledges or the frame cannot be answered at all (not JSON).
-// `now_ms` and `timezone` fill the time sync answer.
-std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload, int64_t now_ms,
-                                        std::string_view timezone, int64_t fallback_message_id);
+// `now_ms` and `timezone` fill the time sync answer; `fallback_message_id` stands in for a missing MessageId.
+// The clocks are read only when needed: most frames on this per-message path need neither.
+std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload,
+                                        const std::function<int64_t()>& now_ms, std::string_view timezone,
+                                        const std::function<int64_t()>& fallback_message_id);
 
 }  // namespace iotgate

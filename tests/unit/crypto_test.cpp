@@ -58,6 +58,9 @@ TEST(Aes, UplinkVectorAndRoundTrip) {
   EXPECT_FALSE(aes128_ecb_decrypt(key, truncated));
   Bytes wrong = from_hex("00AB8E82D2D4A60E67C99D3A446D6088").value();
   EXPECT_NE(aes128_ecb_decrypt(wrong, cipher), std::optional<std::string>(plain));
+  // The cipher context is reused per thread: a failed decryption must leave nothing behind for the next call.
+  EXPECT_EQ(to_hex_upper(aes128_ecb_encrypt(key, plain)), to_hex_upper(cipher));
+  EXPECT_EQ(aes128_ecb_decrypt(key, cipher).value(), plain);
 }
 
 TEST(Hex, RoundTripAndRejects) {

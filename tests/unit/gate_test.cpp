@@ -451,3 +451,32 @@ TEST_F(GateTest, DeeplyNestedPayloadIsRefusedWithoutRecursion) {
   EXPECT_EQ(gate.on_message(cid, "/sys/device/auth", std::string(4 * 1024 * 1024, '[')), Verdict::drop);
   EXPECT_TRUE(fx.published.empty());
 }
+
+// Sessions keep a pointer to their device; a removal or a reload must never leave the disconnect writing through
+// a stale one (the offline time belongs on the device as it is now).
+TEST_F(GateTest, DisconnectAfterDeviceRemovalOrReloadRecordsOnTheCurrentDevice) {
+  std::string device_id = std::string(kPid) + ":" + kEui;
+  Fields fields{{"enabled", "1"}, {"secret", kSecret}};
+  ASSERT_TRUE(login(v2_cid(0, 1), v2_user(), v2_pw(std::nullopt)));
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, device_id, std::nullopt});
+  // Another device first (it may well get the freed entry's memory), then a new entry with the same id.
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, std::string(kPid) + ":OTHER01", fields});
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, device_id, fields});
+  now_ += 7;
+  gate_.on_disconnect(v2_cid(0, 1), &handles_[v2_cid(0, 1)]);
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
+  EXPECT_EQ(gate_.registry().device(kPid, "OTHER01")->last_offline, 0);
+
+  ASSERT_TRUE(login(v2_cid(0, 2), v2_user(), v2_pw(std::nullopt)));
+  auto reg = std::make_unique<Registry>();
+  reg->put_product(*gate_.registry().product(kPid));
+  Device d;
+  d.product = kPid;
+  d.id = kEui;
+  d.secret = kSecret;
+  reg->put_device(d);
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  now_ += 5;
+  gate_.on_disconnect(v2_cid(0, 2), &handles_[v2_cid(0, 2)]);
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
+}
