@@ -16,23 +16,27 @@ constexpr const char* kTouchManyScript = R"lua(
 local i = 1
 for k = 2, #KEYS do
   local key, id, n = KEYS[k], ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
-  local exists = redis.call('EXISTS', key) == 1
-  local changed = false
-  for _ = 1, n do
-    local f, v = ARGV[i], ARGV[i + 1]
-    i = i + 2
-    if exists then
+  local names, values = {}, {}
+  for j = 1, n do
+    names[j], values[j] = ARGV[i + 2 * j], ARGV[i + 2 * j + 1]
+  end
+  i = i + 2 + 2 * n
+  -- One read and one write per device (a login storm sends thousands per batch): times only grow.
+  if redis.call('EXISTS', key) == 1 then
+    local current = redis.call('HMGET', key, unpack(names))
+    local set, changed = {}, false
+    for j = 1, n do
+      local f, v = names[j], values[j]
       if f == 'last_online' or f == 'last_offline' then
-        local cur = tonumber(redis.call('HGET', key, f) or '0') or 0
-        if (tonumber(v) or 0) > cur then redis.call('HSET', key, f, v) end
-      elseif redis.call('HGET', key, f) ~= v then
-        redis.call('HSET', key, f, v)
+        if (tonumber(v) or 0) > (tonumber(current[j]) or 0) then set[#set + 1] = f; set[#set + 1] = v end
+      elseif current[j] ~= v then
+        set[#set + 1] = f; set[#set + 1] = v
         changed = true
       end
     end
+    if #set > 0 then redis.call('HSET', key, unpack(set)) end
+    if changed then redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', id) end
   end
-  if changed then redis.call('XADD', KEYS[1], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', id) end
 end
 return 1
 )lua";
