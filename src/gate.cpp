@@ -187,7 +187,7 @@ Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view 
   if (user != expected_user)
     return {std::nullopt, {"username-mismatch", "username is not ${OpenID}-${ProductID}-${NodeEui} of the client id"}};
   if (!p->enabled) return {std::nullopt, {"product-disabled", "product " + pid + " is disabled"}};
-  const Device* d = registry_.device(pid, eui);
+  Device* d = registry_.device_mut(pid, eui);
   if (!d) return {std::nullopt, {"unknown-device", "unknown device " + eui}};
   if (!d->enabled) return {std::nullopt, {"device-disabled", "device " + eui + " is disabled"}};
   if (password) {
@@ -213,7 +213,7 @@ Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view 
   id.device = eui;
   id.openid = p->openid;
   id.prefix = lierda_prefix(p->openid, pid, eui);
-  return {id, {}};
+  return {id, {}, d};
 }
 
 std::optional<Gate::Resolution> Gate::resolve_krt(std::string_view cid, std::string_view user,
@@ -301,7 +301,7 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
                    std::to_string(config_.auth_fail_window) + " s");
     return false;
   }
-  after_login(client, *r.identity);
+  after_login(client, *r.identity, r.device);
   return true;
 }
 
@@ -318,13 +318,13 @@ bool Gate::count_failure(const std::string& address, int64_t now) {
   return true;
 }
 
-void Gate::after_login(const ClientInfo& client, const Identity& id) {
+void Gate::after_login(const ClientInfo& client, const Identity& id, Device* device) {
   std::string cid(client.client_id);
   // mosquitto logs every accepted connection itself; this adds who it is, for debugging.
   if (log_.enabled(LogLevel::debug))
     log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
-  Device* d = has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
+  Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
   // First: a rekey below belongs to this connection.
   sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_});
   if (!d) return;

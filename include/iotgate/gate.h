@@ -95,6 +95,7 @@ class Gate {
   struct Resolution {
     std::optional<Identity> identity;
     Refusal refusal{"", ""};
+    Device* device = nullptr;  // set by resolvers that looked the device up anyway
   };
 
   Resolution resolve(const ClientInfo& client, const std::optional<std::string_view>* password);
@@ -106,7 +107,8 @@ class Gate {
                                         const std::optional<std::string_view>* password);
   bool verify_hash(const std::string& cache_key, const Pbkdf2Hash& hash, std::string_view password);
 
-  void after_login(const ClientInfo& client, const Identity& id);
+  // `device`: the identity's device if the resolver already found it (saves a second lookup).
+  void after_login(const ClientInfo& client, const Identity& id, Device* device);
   // Both return false for a malformed message, which is then dropped (not delivered to anyone).
   bool handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload);
   bool handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload);
