@@ -283,8 +283,8 @@ void OtaRouter::handle_report(const std::string& client_id, const Identity& id, 
       set_progress(t->second, id.device, std::move(p), 2, true);
     } else if (p.state == OtaState::notified && report.version == t->second.from_version) {
       // Notified but never acked: notify again once the device has reconnected (a retransmitted or periodic
-      // report in the same session changes nothing).
-      if (session_started_ms > p.notified_ms) {
+      // report in the same session changes nothing), while the task still runs.
+      if (t->second.status == 1 && session_started_ms > p.notified_ms) {
         p.notified_at = now;
         p.notified_ms = wall_ms();
         p.down_id = next_down_id(t->second);

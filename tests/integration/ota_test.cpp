@@ -150,6 +150,11 @@ TEST_F(OtaFlowTest, TestTaskReachesOnlyItsDevicesAndStoppedTasksNobody) {
   EXPECT_TRUE(notify(*listed, "OTADEV001"));
   cli({"task", "stop", task});
   std::this_thread::sleep_for(milliseconds(700));
+  // Notified before the stop and never acked: reconnecting does not bring a new notification from a stopped task.
+  listed->disconnect();
+  listed = device("OTADEV001", 2);
+  report(*listed, "OTADEV001", "1.0");
+  EXPECT_FALSE(notify(*listed, "OTADEV001", milliseconds(600)));
   cli({"task", "devices", task, "--add", "OTADEV003"});
   std::this_thread::sleep_for(milliseconds(700));
   auto third = device("OTADEV003", 1);
