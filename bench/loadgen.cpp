@@ -11,6 +11,8 @@
 //   connect    N logins, C in flight at a time; connections/second to an accepted CONNACK
 //   publish    K devices publish on their own topic while one subscriber on /sys/# counts deliveries
 //   hold       keep N sessions connected and idle; report the broker's RSS before and after
+//   ota        K devices send Lierda firmware reports, at a fixed rate and then as fast as they are acked:
+//              report->ack and report->ota_notify latencies, reports/s; --echo plays the platform (plain broker)
 // Every mode prints one JSON line on stdout and a human-readable line on stderr. Every loop is bounded in time.
 #include <mosquitto.h>
 #include <signal.h>
@@ -37,12 +39,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/json.h"
 
 namespace {
 
@@ -69,7 +73,7 @@ int64_t unix_now() {
 class Options {
  public:
   Options(int argc, char** argv, int first) {
-    static const std::set<std::string> kFlags = {"--keep", "--quiet"};
+    static const std::set<std::string> kFlags = {"--keep", "--quiet", "--echo"};
     for (int i = first; i < argc; ++i) {
       std::string a = argv[i];
       if (a.rfind("--", 0) != 0) die("unexpected argument '" + a + "'");
@@ -235,6 +239,8 @@ struct CpuWatch {
       pids.emplace_back(item.substr(0, eq), static_cast<pid_t>(std::atol(item.c_str() + eq + 1)));
     }
   }
+  // Threads of this load generator shown on their own (their time is part of "loadgen" too).
+  std::vector<std::pair<std::string, pid_t>> own_threads;
   std::map<std::string, double> read() const {
     std::map<std::string, double> out;
     for (const auto& [name, pid] : pids) {
@@ -242,6 +248,7 @@ struct CpuWatch {
       out[name] = cpu_ms(p + "/stat");
       out[name + "_main"] = cpu_ms(p + "/task/" + std::to_string(pid) + "/stat");
     }
+    for (const auto& [name, tid] : own_threads) out[name] = cpu_ms("/proc/self/task/" + std::to_string(tid) + "/stat");
     out["loadgen"] = cpu_ms("/proc/self/stat");
     out["system"] = system_busy_ms();
     return out;
@@ -253,7 +260,8 @@ struct CpuWatch {
     for (const auto& [name, pid] : pids) others -= b.at(name) - a.at(name);
     return std::max(0.0, others);
   }
-  std::string json_since() const {
+  // CPU time (ms) of each reading since begin(), with "others" instead of "system".
+  std::map<std::string, double> since() const {
     auto now = read();
     std::map<std::string, double> d;
     for (const auto& [k, v] : now) {
@@ -264,6 +272,10 @@ struct CpuWatch {
     for (const auto& [name, pid] : pids) others -= d[name];
     d["others"] = std::max(0.0, others);
     d.erase("system");
+    return d;
+  }
+  std::string json_since() const { return json(since()); }
+  static std::string json(const std::map<std::string, double>& d) {
     std::ostringstream o;
     o << "{";
     bool first = true;
@@ -352,6 +364,8 @@ struct Worker {
   int port = 0;
   int keepalive = 600;
   int protocol = MQTT_PROTOCOL_V311;
+  int send_maximum = 0;      // QoS 1 messages a client may have unacknowledged; 0: libmosquitto's default (20)
+  bool tcp_nodelay = false;  // TCP_NODELAY on the clients' sockets
   std::vector<Conn*> ready;  // connack / closed since last looked at
   std::function<void(Conn*, const mosquitto_message*)> on_message;
   std::atomic<long>* acked = nullptr;  // QoS 1 PUBACKs, when set
@@ -410,6 +424,8 @@ struct Worker {
       return nullptr;
     }
     mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, protocol);
+    if (send_maximum > 0) mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, send_maximum);
+    if (tcp_nodelay) mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_connect_callback_set(c->mosq, cb_connect);
     mosquitto_disconnect_callback_set(c->mosq, cb_disconnect);
     mosquitto_publish_callback_set(c->mosq, cb_publish);
@@ -552,6 +568,7 @@ struct StormSpec {
   bool keep = false;
   double timeout = 10;     // per connection
   double deadline = 300;   // whole storm
+  bool tcp_nodelay = false;
 };
 
 // Runs one thread's share; connections kept (spec.keep) are appended to `kept`.
@@ -648,6 +665,7 @@ StormResult run_storm(const StormSpec& spec, int threads, const std::string& hos
     workers.push_back(std::make_unique<Worker>());
     workers.back()->host = host;
     workers.back()->port = port;
+    workers.back()->tcp_nodelay = spec.tcp_nodelay;
   }
   StormSpec per = spec;
   per.concurrency = std::max(1, spec.concurrency / threads);
@@ -1113,6 +1131,501 @@ int mode_publish(Options& o) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// OTA: Lierda V2 firmware reports (HeaderCtrl 8). The platform answers each with a firmware_report_ack (same
+// MessageId) and, the first time a device reports the from-version of a running task, with an ota_notify
+// (HeaderCtrl 9). On iotgate the plugin is the platform; on plain mosquitto the echo (--echo) plays it.
+
+// The upgrade task: what the echo notifies, and what every notify received must carry.
+struct OtaFirmware {
+  std::string from_version, target_version, url, md5, name;
+  long size = 0;
+};
+
+std::optional<int64_t> ota_int(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd()) return std::nullopt;
+  if (it->value.IsInt64()) return it->value.GetInt64();
+  if (it->value.IsString()) {
+    char* end = nullptr;
+    long long v = std::strtoll(it->value.GetString(), &end, 10);
+    if (it->value.GetStringLength() > 0 && *end == 0) return v;
+  }
+  return std::nullopt;
+}
+bool ota_printable(const std::string& s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (unsigned char ch : s)
+    if (ch < 0x20 || ch == 0x7f) return false;
+  return true;
+}
+bool ends_with(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
+// The platform on plain mosquitto: one client subscribed to /sys/+/+/+/firmware_report that does what iotgate
+// does with each report: parse it, check its fields, ack it with the same MessageId (QoS 1), and notify a device
+// the first time in this run that it reports the task's from-version (QoS 1). Runs on its own thread.
+class OtaEcho {
+ public:
+  explicit OtaEcho(const OtaFirmware& fw) : fw_(fw) {}
+  std::atomic<long> reports{0}, acks{0}, notifies{0}, refused{0};
+
+  void on_message(Conn* c, const mosquitto_message* m) {
+    static constexpr std::string_view kSuffix = "firmware_report";
+    std::string_view topic(m->topic);
+    if (!ends_with(topic, kSuffix)) return;
+    reports.fetch_add(1, std::memory_order_relaxed);
+    std::string prefix(topic.substr(0, topic.size() - kSuffix.size()));
+    rapidjson::Document doc;
+    doc.Parse(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen));
+    // Like iotgate: a frame that is not JSON, not HeaderCtrl 8 or without a Payload object gets no answer.
+    if (doc.HasParseError() || !doc.IsObject() || ota_int(doc, "HeaderCtrl") != 8) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    auto payload = doc.FindMember("Payload");
+    if (payload == doc.MemberEnd() || !payload->value.IsObject()) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    std::string message_id = "null";
+    auto mid = doc.FindMember("MessageId");
+    if (mid != doc.MemberEnd() && mid->value.IsString())
+      message_id = "\"" + json_escape(std::string(mid->value.GetString(), mid->value.GetStringLength())) + "\"";
+    else if (mid != doc.MemberEnd() && mid->value.IsNumber())
+      message_id = mid->value.IsInt64() ? std::to_string(mid->value.GetInt64()) : fmt(mid->value.GetDouble(), 0);
+    const rapidjson::Value& p = payload->value;
+    auto version = iotgate::text_or_number(p, "SoftVer"), hardware = iotgate::text_or_number(p, "HardVer"), module = iotgate::text_or_number(p, "Module");
+    bool ok = version && ota_printable(*version, 64) && (!hardware || hardware->empty() || ota_printable(*hardware, 64)) &&
+              (!module || ota_printable(*module, 64));
+    std::string ack = "{\"MessageId\":" + message_id + ",\"HeaderCtrl\":8,\"Payload\":{\"Code\":\"" +
+                      (ok ? "200\",\"Msg\":\"SUCCESS" : "4001\",\"Msg\":\"FAILURE") + "\"},\"Version\":\"2.0\"}";
+    publish(c, prefix + "firmware_report_ack", ack);
+    acks.fetch_add(1, std::memory_order_relaxed);
+    if (!ok || module.value_or("default") != "default" || *version != fw_.from_version) return;
+    if (!notified_.insert(prefix).second) return;  // once per device and run, as a task's progress does
+    char down_id[32];
+    std::snprintf(down_id, sizeof down_id, "bench-%08lx", ++down_seq_);
+    std::string notify = "{\"MessageId\":" + std::to_string(++message_seq_) + ",\"HeaderCtrl\":9,\"Payload\":{\"Type\":2,\"Url\":\"" +
+                         json_escape(fw_.url) + "\",\"SoftVer\":\"" + json_escape(fw_.target_version) +
+                         "\",\"SoftSize\":" + std::to_string(fw_.size) + ",\"MD5\":\"" + json_escape(fw_.md5) +
+                         "\",\"DownID\":\"" + down_id + "\",\"firmwareName\":\"" + json_escape(fw_.name) +
+                         "\"},\"Version\":\"2.0\"}";
+    publish(c, prefix + "ota_notify", notify);
+    notifies.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  void publish(Conn* c, const std::string& topic, const std::string& payload) {
+    mosquitto_publish(c->mosq, nullptr, topic.c_str(), static_cast<int>(payload.size()), payload.data(), 1, false);
+  }
+  const OtaFirmware& fw_;
+  std::set<std::string> notified_;
+  unsigned long down_seq_ = 0;
+  long message_seq_ = 0;
+};
+
+enum OtaPhase : uint8_t { kFixedWarmup, kFixedMeasured, kSatWarmup, kSatMeasured };
+
+struct OtaDevice {   // touched only by the thread that owns the device's connection
+  int64_t first_report_ns = 0;  // this run's first report (steady clock)
+  bool notified = false;
+  int outstanding = 0;          // reports without their ack yet
+};
+struct OtaReport {
+  int64_t sent_ns;
+  OtaPhase phase;
+  bool acked;
+};
+// One load generator thread's devices: reports sent (indexed by sequence; MessageId = seq * threads + thread + 1,
+// unique in the run), latencies and anomalies.
+struct OtaThread {
+  std::vector<OtaReport> reports;
+  std::vector<float> fixed_ack_ms, sat_ack_ms, notify_ms;
+  std::deque<Conn*> may_report;  // saturation: one entry per free slot of a device's window
+  bool saturating = false;
+  long sat_window_acks = 0, ack_failures = 0, unknown_acks = 0, bad_notifies = 0, duplicate_notifies = 0;
+  long not_sent = 0;             // fixed rate: reports due on a device that was gone
+  double max_lag_ms = 0;         // fixed rate: how late the load generator sent a report against its schedule
+};
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+int64_t steady_ns(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+std::string percentiles_json(const std::vector<float>& v) {
+  auto p = percentiles(v);
+  return "{\"n\":" + std::to_string(v.size()) + ",\"p50\":" + fmt(p.p50, 2) + ",\"p90\":" + fmt(p.p90, 2) +
+         ",\"p99\":" + fmt(p.p99, 2) + ",\"max\":" + fmt(p.max, 2) + "}";
+}
+
+// K devices (connected and subscribed to their firmware_report_ack and ota_notify) send firmware reports:
+// first at a fixed rate (latency of the ack and of each device's first notify), then as fast as a window of
+// unacknowledged reports per device allows (reports/s acknowledged).
+int mode_ota(Options& o) {
+  Fleet fleet(o);
+  std::string host = o.str("host", "127.0.0.1");
+  int port = static_cast<int>(o.num("port", 1883));
+  long count = o.num("count", 1000), first = o.num("first", 0);
+  int threads = static_cast<int>(o.num("threads", 1));
+  int qos = static_cast<int>(o.num("qos", 1));
+  Login kind = parse_login(o.str("login", "v2t1"));
+  double rate = o.real("rate", 2000);
+  double warmup = o.real("warmup", 1), duration = o.real("duration", 10);
+  double sat_duration = o.real("sat-duration", duration), gap = o.real("gap", 1), drain = o.real("drain", 10);
+  int client_window = static_cast<int>(o.num("client-window", 1));
+  bool echo = o.flag("echo");
+  OtaFirmware fw;
+  fw.from_version = o.str("from-version", "1.0");
+  fw.target_version = o.str("target-version", "2.0");
+  fw.url = o.str("target-url", "http://example.com/fw.bin");
+  fw.md5 = o.str("target-md5", "0123456789abcdef0123456789abcdef");
+  fw.size = o.num("target-size", 1024);
+  fw.name = o.str("task-name", "bench-ota");
+  std::string hardware = o.str("hard-version", "HW1");
+  CpuWatch cpu(o.str("cpu", ""));
+  StormSpec spec = make_spec(o, fleet, first, count, kind);
+  spec.keep = true;
+  spec.tcp_nodelay = o.num("tcp-nodelay", 1) != 0;
+  std::string head = common_json("ota", o);
+  o.check_all_used();
+  if (qos != 0 && qos != 1) die("--qos must be 0 or 1");
+  if (count < 1 || threads < 1 || rate <= 0 || client_window < 1) die("--count, --threads, --rate, --client-window must be positive");
+  if (!ota_printable(fw.from_version, 64) || !ota_printable(hardware, 64)) die("bad --from-version / --hard-version");
+
+  // The echo first, so that no report goes unanswered on plain mosquitto.
+  OtaEcho platform(fw);
+  Worker echo_w;
+  echo_w.host = host;
+  echo_w.port = port;
+  echo_w.send_maximum = 65535;  // its QoS 1 answers to every device go out on this one connection
+  echo_w.tcp_nodelay = spec.tcp_nodelay;
+  Conn* echo_conn = nullptr;
+  std::atomic<bool> echo_stop{false};
+  std::atomic<pid_t> echo_tid{0};
+  std::thread echo_thread;
+  if (echo) {
+    Creds ec;
+    ec.client_id = "bench-ota-echo-" + std::to_string(getpid());
+    echo_w.on_message = [&platform](Conn* c, const mosquitto_message* m) { platform.on_message(c, m); };
+    echo_conn = echo_w.open(-1, ec);
+    if (!echo_conn) die("echo: cannot connect");
+    auto deadline = after(Clock::now(), 10);
+    while (!echo_conn->connack && !echo_conn->closed && Clock::now() < deadline) echo_w.poll(10);
+    if (!echo_conn->connack || echo_conn->connack_rc != 0)
+      die("echo refused or timed out (CONNACK " + std::to_string(echo_conn->connack_rc) + ")");
+    // QoS 0: iotgate sees each report inside the broker, with no delivery of its own; this is the cheapest stand-in.
+    mosquitto_subscribe(echo_conn->mosq, nullptr, "/sys/+/+/+/firmware_report", 0);
+    echo_w.sync(echo_conn);
+    while (!echo_conn->suback && !echo_conn->closed && Clock::now() < deadline) echo_w.poll(10);
+    if (!echo_conn->suback) die("echo: no SUBACK");
+    echo_w.ready.clear();
+    echo_thread = std::thread([&] {
+      echo_tid = gettid();
+      while (!echo_stop) {
+        echo_w.poll(5);
+        echo_w.ready.clear();
+      }
+    });
+    while (echo_tid == 0) std::this_thread::sleep_for(1ms);
+    cpu.own_threads.emplace_back("echo", echo_tid.load());
+  }
+  auto stop_echo = [&] {
+    if (!echo_thread.joinable()) return;
+    echo_stop = true;
+    echo_thread.join();
+    std::vector<Conn*> ecs{echo_conn};
+    echo_w.close_all(ecs, 5);
+  };
+
+  // Devices: connect them all, then subscribe each to the two topics the platform answers on. (Not to
+  // <prefix>+: on plain mosquitto that would deliver every report back to its own device as well.)
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::vector<Conn*>> kept;
+  StormResult conn_r = run_storm(spec, threads, host, port, workers, kept);
+  long up = 0;
+  for (auto& k : kept) up += static_cast<long>(k.size());
+  if (up == 0) {
+    stop_echo();
+    die("no device connected (" + storm_json(conn_r) + ")");
+  }
+  for (auto& k : kept)
+    for (Conn* c : k) {
+      c->topic = fleet.topic(c->device, "firmware_report");
+      std::string ack_topic = fleet.topic(c->device, "firmware_report_ack"), notify_topic = fleet.topic(c->device, "ota_notify");
+      char* topics[2] = {ack_topic.data(), notify_topic.data()};
+      mosquitto_subscribe_multiple(c->mosq, nullptr, 2, topics, 1, 0, nullptr);
+      c->worker->sync(c);
+    }
+  long subscribed = 0;
+  auto sub_deadline = after(Clock::now(), 20);
+  while (Clock::now() < sub_deadline && !g_stop) {
+    subscribed = 0;
+    for (size_t t = 0; t < workers.size(); ++t) {
+      workers[t]->poll(1);
+      workers[t]->ready.clear();
+      for (Conn* c : kept[t]) subscribed += c->suback;
+    }
+    if (subscribed == up) break;
+  }
+  if (subscribed < up) {
+    stop_echo();
+    die("only " + std::to_string(subscribed) + " of " + std::to_string(up) + " devices got their SUBACK");
+  }
+
+  std::vector<OtaDevice> devices(static_cast<size_t>(count));
+  std::vector<OtaThread> states(workers.size());
+  std::atomic<long> total_sent{0}, total_acked{0}, first_reports{0}, notifies{0}, publish_errors{0};
+  TimePoint fixed_start = after(Clock::now(), 0.2);
+  TimePoint fixed_win = after(fixed_start, warmup), fixed_end = after(fixed_win, duration);
+  bool saturate = sat_duration > 0;
+  TimePoint sat_start = after(fixed_end, gap), sat_win = after(sat_start, warmup), sat_end = after(sat_win, sat_duration);
+  TimePoint send_end = saturate ? sat_end : fixed_end;
+  int64_t sat_win_ns = steady_ns(sat_win), sat_end_ns = steady_ns(sat_end);
+
+  for (size_t t = 0; t < workers.size(); ++t) {
+    OtaThread& st = states[t];
+    st.reports.reserve(static_cast<size_t>(rate * (warmup + duration) / threads) + 1024);
+    workers[t]->on_message = [&, t](Conn* c, const mosquitto_message* m) {
+      int64_t now = steady_ns();
+      OtaThread& s = states[t];
+      OtaDevice& d = devices[static_cast<size_t>(c->device - first)];
+      std::string_view topic(m->topic);
+      bool is_ack = ends_with(topic, "/firmware_report_ack"), is_notify = ends_with(topic, "/ota_notify");
+      if (!is_ack && !is_notify) return;
+      rapidjson::Document doc;
+      doc.Parse(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen));
+      bool parsed = !doc.HasParseError() && doc.IsObject();
+      auto payload = parsed ? doc.FindMember("Payload") : doc.MemberEnd();
+      bool has_payload = parsed && payload != doc.MemberEnd() && payload->value.IsObject();
+      if (is_ack) {
+        auto id = parsed ? ota_int(doc, "MessageId") : std::nullopt;
+        long seq = -1;
+        if (id && *id >= 1 && (*id - 1) % threads == static_cast<long>(t)) seq = static_cast<long>((*id - 1) / threads);
+        if (seq < 0 || seq >= static_cast<long>(s.reports.size()) || s.reports[static_cast<size_t>(seq)].acked) {
+          s.unknown_acks++;
+          return;
+        }
+        OtaReport& r = s.reports[static_cast<size_t>(seq)];
+        r.acked = true;
+        d.outstanding--;
+        if (s.saturating) s.may_report.push_back(c);
+        total_acked.fetch_add(1, std::memory_order_relaxed);
+        if (ota_int(doc, "HeaderCtrl") != 8 || !has_payload || iotgate::text_or_number(payload->value, "Code") != std::string("200"))
+          s.ack_failures++;
+        float ms = static_cast<float>(static_cast<double>(now - r.sent_ns) / 1e6);
+        if (r.phase == kFixedMeasured) s.fixed_ack_ms.push_back(ms);
+        else if (r.phase == kSatMeasured) s.sat_ack_ms.push_back(ms);
+        if (now >= sat_win_ns && now < sat_end_ns) s.sat_window_acks++;
+        return;
+      }
+      // ota_notify: the task's firmware, as the device needs it to upgrade.
+      bool good = parsed && ota_int(doc, "HeaderCtrl") == 9 && has_payload && ota_int(payload->value, "Type") == 2 &&
+                  iotgate::text_or_number(payload->value, "Url") == fw.url && iotgate::text_or_number(payload->value, "SoftVer") == fw.target_version &&
+                  iotgate::text_or_number(payload->value, "MD5") == fw.md5 && ota_int(payload->value, "SoftSize") == fw.size &&
+                  iotgate::text_or_number(payload->value, "DownID").value_or("") != "";
+      if (!good) {
+        s.bad_notifies++;
+        return;
+      }
+      if (d.notified || d.first_report_ns == 0) {  // a second notify in the run, or one before any report
+        s.duplicate_notifies++;
+        return;
+      }
+      d.notified = true;
+      notifies.fetch_add(1, std::memory_order_relaxed);
+      s.notify_ms.push_back(static_cast<float>(static_cast<double>(now - d.first_report_ns) / 1e6));
+    };
+  }
+
+  std::atomic<bool> drain_stop{false};
+  std::atomic<long> dropped{0};
+  std::vector<std::thread> senders;
+  for (size_t t = 0; t < workers.size(); ++t) {
+    senders.emplace_back([&, t] {
+      Worker& w = *workers[t];
+      OtaThread& st = states[t];
+      std::vector<Conn*>& mine = kept[t];
+      char frame[512];
+      auto send = [&](Conn* c, OtaPhase phase) {
+        if (c->closed) return false;
+        long id = static_cast<long>(st.reports.size()) * threads + static_cast<long>(t) + 1;
+        int n = std::snprintf(frame, sizeof frame,
+                              "{\"MessageId\":%ld,\"HeaderCtrl\":8,\"Payload\":{\"SoftVer\":\"%s\",\"HardVer\":\"%s\"},\"Version\":\"2.0\"}",
+                              id, fw.from_version.c_str(), hardware.c_str());
+        int64_t at = steady_ns();
+        int rc = mosquitto_publish(c->mosq, nullptr, c->topic.c_str(), n, frame, qos, false);
+        if (rc != MOSQ_ERR_SUCCESS) {
+          publish_errors.fetch_add(1, std::memory_order_relaxed);
+          w.sync(c);
+          return false;
+        }
+        st.reports.push_back({at, phase, false});
+        OtaDevice& d = devices[static_cast<size_t>(c->device - first)];
+        d.outstanding++;
+        if (d.first_report_ns == 0) {
+          d.first_report_ns = at;
+          first_reports.fetch_add(1, std::memory_order_relaxed);
+        }
+        total_sent.fetch_add(1, std::memory_order_relaxed);
+        if (mosquitto_want_write(c->mosq)) w.sync(c);
+        return true;
+      };
+      // Fixed rate: this thread's share of the rate, its reports evenly spaced and offset from the other threads'.
+      double my_rate = rate / static_cast<double>(workers.size());
+      TimePoint my_start = after(fixed_start, static_cast<double>(t) / rate);
+      long k = 0;
+      auto due = [&](long i) { return after(my_start, static_cast<double>(i) / my_rate); };
+      while (!g_stop) {
+        auto now = Clock::now();
+        if (now >= send_end) break;
+        if (now >= fixed_start && now < fixed_end) {
+          for (TimePoint d = due(k); d <= now && d < fixed_end; d = due(k)) {
+            st.max_lag_ms = std::max(st.max_lag_ms, 1000 * seconds_between(d, now));
+            if (!send(mine[static_cast<size_t>(k % static_cast<long>(mine.size()))], now < fixed_win ? kFixedWarmup : kFixedMeasured))
+              st.not_sent++;
+            k++;
+          }
+          // epoll waits whole milliseconds: a report may go up to ~1 ms late (max_lag_ms shows it), never early.
+          w.poll(due(k) > Clock::now() ? 1 : 0);
+        } else if (saturate && now >= sat_start) {
+          if (!st.saturating) {
+            st.saturating = true;
+            for (Conn* c : mine)
+              for (int i = devices[static_cast<size_t>(c->device - first)].outstanding; i < client_window; ++i)
+                st.may_report.push_back(c);
+          }
+          bool idle = true;
+          for (int budget = 256; budget > 0 && !st.may_report.empty(); --budget) {
+            Conn* c = st.may_report.front();
+            st.may_report.pop_front();
+            if (send(c, now < sat_win ? kSatWarmup : kSatMeasured)) idle = false;
+          }
+          w.poll(idle ? 1 : 0);
+        } else {
+          w.poll(1);
+        }
+        w.ready.clear();
+      }
+      st.saturating = false;
+      long gone = 0;
+      for (Conn* c : mine) gone += c->closed;
+      dropped += gone;
+      while (!drain_stop && !g_stop) {  // answers still on their way
+        w.poll(5);
+        w.ready.clear();
+      }
+    });
+  }
+
+  sleep_until(fixed_win);
+  cpu.begin();
+  long fixed_acked0 = total_acked.load();
+  sleep_until(fixed_end);
+  auto cpu_fixed = cpu.since();
+  long fixed_acked1 = total_acked.load();
+  std::map<std::string, double> cpu_sat;
+  if (saturate) {
+    sleep_until(sat_win);
+    cpu.begin();
+    sleep_until(sat_end);
+    cpu_sat = cpu.since();
+  } else {
+    sleep_until(send_end);
+  }
+  // Drain: every report acked and every device that reported notified, or the time is up.
+  auto drain_end = after(Clock::now(), drain);
+  while (Clock::now() < drain_end && !g_stop) {
+    if (total_acked.load() >= total_sent.load() && notifies.load() >= first_reports.load()) break;
+    if (sleep_until(after(Clock::now(), 0.02))) break;
+  }
+  drain_stop = true;
+  for (auto& t : senders) t.join();
+  stop_echo();
+  for (size_t t = 0; t < workers.size(); ++t) workers[t]->close_all(kept[t], 10);
+
+  // Totals over the threads.
+  std::vector<float> fixed_ms, sat_ms, notify_ms;
+  long sent_phase[4] = {0, 0, 0, 0}, acked_phase[4] = {0, 0, 0, 0};
+  long sat_window_acks = 0, ack_failures = 0, unknown_acks = 0, bad_notifies = 0, duplicate_notifies = 0, not_sent = 0;
+  double max_lag_ms = 0;
+  for (auto& st : states) {
+    fixed_ms.insert(fixed_ms.end(), st.fixed_ack_ms.begin(), st.fixed_ack_ms.end());
+    sat_ms.insert(sat_ms.end(), st.sat_ack_ms.begin(), st.sat_ack_ms.end());
+    notify_ms.insert(notify_ms.end(), st.notify_ms.begin(), st.notify_ms.end());
+    for (const auto& r : st.reports) {
+      sent_phase[r.phase]++;
+      acked_phase[r.phase] += r.acked;
+    }
+    sat_window_acks += st.sat_window_acks;
+    ack_failures += st.ack_failures;
+    unknown_acks += st.unknown_acks;
+    bad_notifies += st.bad_notifies;
+    duplicate_notifies += st.duplicate_notifies;
+    not_sent += st.not_sent;
+    max_lag_ms = std::max(max_lag_ms, st.max_lag_ms);
+  }
+  long sent = total_sent.load(), acked = total_acked.load();
+  long missing_acks = sent - acked, missing_notifies = first_reports.load() - notifies.load();
+  double sat_rate = saturate ? static_cast<double>(sat_window_acks) / sat_duration : 0;
+  double fixed_rate = static_cast<double>(fixed_acked1 - fixed_acked0) / duration;
+  auto noise_others = cpu_fixed["others"] + (saturate ? cpu_sat["others"] : 0);
+  double measured = duration + (saturate ? sat_duration : 0);
+  std::ostringstream j;
+  j << head << ",\"port\":" << port << ",\"echo\":" << (echo ? "true" : "false") << ",\"qos\":" << qos
+    << ",\"devices\":" << count << ",\"devices_up\":" << up << ",\"threads\":" << threads
+    << ",\"from_version\":\"" << json_escape(fw.from_version) << "\",\"connect\":{" << storm_json(conn_r) << "}"
+    << ",\"fixed\":{\"rate\":" << fmt(rate) << ",\"warmup\":" << warmup << ",\"duration\":" << duration
+    << ",\"sent\":" << sent_phase[kFixedMeasured] << ",\"acked\":" << acked_phase[kFixedMeasured]
+    << ",\"acked_rate\":" << fmt(fixed_rate) << ",\"not_sent\":" << not_sent << ",\"max_lag_ms\":" << fmt(max_lag_ms, 2)
+    << ",\"ack_ms\":" << percentiles_json(fixed_ms) << ",\"cpu_ms\":" << CpuWatch::json(cpu_fixed) << "}"
+    << ",\"notify\":{\"expected\":" << first_reports.load() << ",\"received\":" << notifies.load()
+    << ",\"missing\":" << missing_notifies << ",\"bad\":" << bad_notifies << ",\"duplicates\":" << duplicate_notifies
+    << ",\"ms\":" << percentiles_json(notify_ms) << "}";
+  if (saturate)
+    j << ",\"saturation\":{\"warmup\":" << warmup << ",\"duration\":" << sat_duration << ",\"client_window\":" << client_window
+      << ",\"sent\":" << sent_phase[kSatMeasured] << ",\"acked\":" << sat_window_acks << ",\"rate\":" << fmt(sat_rate)
+      << ",\"ack_ms\":" << percentiles_json(sat_ms) << ",\"cpu_ms\":" << CpuWatch::json(cpu_sat) << "}";
+  j << ",\"total_sent\":" << sent << ",\"total_acked\":" << acked << ",\"missing_acks\":" << missing_acks
+    << ",\"ack_failures\":" << ack_failures << ",\"unknown_acks\":" << unknown_acks
+    << ",\"publish_errors\":" << publish_errors.load() << ",\"devices_dropped\":" << dropped.load();
+  if (echo)
+    j << ",\"echo_counts\":{\"reports\":" << platform.reports.load() << ",\"acks\":" << platform.acks.load()
+      << ",\"notifies\":" << platform.notifies.load() << ",\"refused\":" << platform.refused.load() << "}";
+  // Last, so that bench/run.sh finds the window and the CPU of other processes for its noise check.
+  j << ",\"noise\":{\"measured_seconds\":" << fmt(measured, 1) << ",\"others\":" << std::llround(noise_others) << "}}";
+
+  std::vector<std::string> problems;
+  if (up < count) problems.push_back(std::to_string(count - up) + " devices not connected");
+  if (missing_acks > 0) problems.push_back(std::to_string(missing_acks) + " reports never acked");
+  if (ack_failures > 0) problems.push_back(std::to_string(ack_failures) + " acks without Code 200");
+  if (first_reports.load() == 0) problems.push_back("no report sent");
+  if (missing_notifies > 0)
+    problems.push_back(std::to_string(missing_notifies) + " of " + std::to_string(first_reports.load()) +
+                       " devices never got an ota_notify (is the task running?)");
+  if (bad_notifies > 0) problems.push_back(std::to_string(bad_notifies) + " ota_notify frames not of the task");
+  if (publish_errors.load() > 0) problems.push_back(std::to_string(publish_errors.load()) + " publish errors");
+  if (dropped.load() > 0) problems.push_back(std::to_string(dropped.load()) + " devices disconnected");
+  auto pf = percentiles(fixed_ms), pn = percentiles(notify_ms), ps = percentiles(sat_ms);
+  std::string human = "ota " + o.str("label", "") + (echo ? " (echo as platform)" : "") + ": " + std::to_string(up) +
+                      " devices; at " + fmt(rate, 0) + " reports/s: ack p50 " + fmt(pf.p50, 2) + " / p99 " +
+                      fmt(pf.p99, 2) + " ms, notify p50 " + fmt(pn.p50, 2) + " / p99 " + fmt(pn.p99, 2) + " ms (" +
+                      std::to_string(notifies.load()) + "/" + std::to_string(first_reports.load()) + " notified)";
+  if (saturate)
+    human += "; saturated: " + fmt(sat_rate, 0) + " reports/s acked (ack p50 " + fmt(ps.p50, 2) + " / p99 " + fmt(ps.p99, 2) + " ms)";
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    human += "\nota " + o.str("label", "") + " FAILED: " + all;
+  }
+  emit(j.str(), human);
+  return problems.empty() ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // report: the table of a results file (JSON lines written by bench/run.sh), as Markdown.
 
 double median(std::vector<double> v) {
@@ -1151,6 +1664,7 @@ int mode_report(Options& o) {
   if (!in) die("cannot read " + path);
   std::vector<std::unique_ptr<rapidjson::Document>> rows;
   long left_out = 0;
+  std::map<std::string, long> failed;  // scenario -> runs marked "failed"
   std::string line;
   while (std::getline(in, line)) {
     auto d = std::make_unique<rapidjson::Document>();
@@ -1160,6 +1674,11 @@ int mode_report(Options& o) {
     if (noisy != d->MemberEnd() && noisy->value.IsTrue()) {
       left_out++;
       continue;  // repeated because other processes were busy during it
+    }
+    auto fail = d->FindMember("failed");
+    if (fail != d->MemberEnd() && fail->value.IsTrue()) {
+      failed[str_at(*d, "scenario")]++;
+      continue;  // a run that did not do what it measures (e.g. OTA without notifies): no numbers from it
     }
     rows.push_back(std::move(d));
   }
@@ -1271,6 +1790,33 @@ int mode_report(Options& o) {
                 show(ok).c_str(), show(att).c_str(),
                 std::isnan(ok) ? "not measured" : (ok == att && att > 0 ? "**met**" : "**not met**"));
   }
+  {
+    // OTA: saturated reports/s, and latencies at the fixed rate. A failed OTA run voids the OTA rows.
+    std::string sc = "ota";
+    bool ota_failed = failed.count(sc) > 0;
+    size_t n = values(sc, "iotgate", "saturation.rate").size();
+    double devices = med(sc, "iotgate", "devices_up"), window = med(sc, "iotgate", "saturation.client_window");
+    double rate = med(sc, "iotgate", "fixed.rate");
+    auto pair = [&](const std::string& label, const char* a, const char* b) {
+      if (ota_failed) return std::string("FAILED");
+      return show(med(sc, label, a), 2) + " / " + show(med(sc, label, b), 2);
+    };
+    double p = med(sc, "plain", "saturation.rate"), g = med(sc, "iotgate", "saturation.rate");
+    std::printf("| OTA: Lierda firmware_report -> firmware_report_ack, saturated: %s devices, at most %s unacknowledged "
+                "report each; plain: an echo client answers as the platform (reports/s acked, median (min-max) of "
+                "%zu; no target) | %s | %s | | %s | | |\n",
+                show(devices).c_str(), show(window).c_str(), n, ota_failed ? "FAILED" : spread(sc, "plain", "saturation.rate").c_str(),
+                ota_failed ? "FAILED" : spread(sc, "iotgate", "saturation.rate").c_str(), ota_failed ? "" : show(g / p, 2).c_str());
+    std::printf("| OTA at a fixed %s reports/s: report -> firmware_report_ack latency, p50 / p99 (ms, median of %zu) | %s | "
+                "%s | | | | |\n",
+                show(rate).c_str(), n, pair("plain", "fixed.ack_ms.p50", "fixed.ack_ms.p99").c_str(),
+                pair("iotgate", "fixed.ack_ms.p50", "fixed.ack_ms.p99").c_str());
+    std::printf("| same runs: first report of each device -> its ota_notify, p50 / p99 (ms) | %s | %s | | | | |\n",
+                pair("plain", "notify.ms.p50", "notify.ms.p99").c_str(), pair("iotgate", "notify.ms.p50", "notify.ms.p99").c_str());
+  }
+  for (const auto& [scenario, runs] : failed)
+    std::printf("\n**%ld %s run(s) FAILED** (marked \"failed\" in the results file; the run's log says why): the "
+                "table shows no numbers of that scenario.\n", runs, scenario.c_str());
   if (left_out > 0)
     std::printf("\n%ld run(s) left out and repeated because other processes used more than a quarter of a CPU during "
                 "them (marked \"noisy\" in the results file).\n", left_out);
@@ -1317,7 +1863,34 @@ int mode_report(Options& o) {
                   show(median(mainv), 1).c_str(), show(median(plug), 1).c_str(), show(median(lg), 1).c_str(),
                   show(median(oth), 1).c_str());
     }
-  std::printf("\nOTA scenario: not built yet.\n");
+  if (values("ota", "iotgate", "saturation.rate").empty() || failed.count("ota")) return 0;
+  std::printf("\nCPU per firmware report in the OTA runs (microseconds, median; loadgen includes the echo client "
+              "on plain):\n\n");
+  std::printf("| phase | broker | reports/s | broker main | plugin threads | redis | loadgen | of which echo | others |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* phase : {"fixed", "saturation"})
+    for (const char* label : {"plain", "iotgate"}) {
+      std::string ph(phase);
+      std::string count_field = ph + (ph == "fixed" ? ".sent" : ".acked"), rate_field = ph + (ph == "fixed" ? ".acked_rate" : ".rate");
+      std::vector<double> mainv, plug, red, lg, echo, oth;
+      auto cpu = [&](const rapidjson::Value& r, const char* name) { return num_at(r, (ph + ".cpu_ms." + name).c_str()); };
+      for (const auto& r : rows) {
+        if (str_at(*r, "scenario") != "ota" || str_at(*r, "label") != label) continue;
+        double n = num_at(*r, count_field.c_str());
+        if (!(n > 0)) continue;
+        mainv.push_back(1000 * cpu(*r, "broker_main") / n);
+        plug.push_back(1000 * (cpu(*r, "broker") - cpu(*r, "broker_main")) / n);
+        red.push_back(1000 * cpu(*r, "redis") / n);
+        lg.push_back(1000 * cpu(*r, "loadgen") / n);
+        double e = cpu(*r, "echo");
+        echo.push_back(std::isnan(e) ? 0 : 1000 * e / n);
+        oth.push_back(1000 * cpu(*r, "others") / n);
+      }
+      if (mainv.empty()) continue;
+      std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", phase, label, show(med("ota", label, rate_field.c_str())).c_str(),
+                  show(median(mainv), 1).c_str(), show(median(plug), 1).c_str(), show(median(red), 1).c_str(),
+                  show(median(lg), 1).c_str(), show(median(echo), 1).c_str(), show(median(oth), 1).c_str());
+    }
   return 0;
 }
 
@@ -1333,6 +1906,10 @@ void usage() {
                "           [--window N] [--client-window N] [--payload BYTES] [--sub-user U --sub-pass P]\n"
                "           [--stall-pid PID --stall-at S --stall-for S --stall-logins N --stall-first I] [--cpu ...]\n"
                "  hold     --port P --count N [--first I] [--broker-pid PID] [--settle S] [--duration S|0=until signal]\n"
+               "  ota      --port P --count K [--first I] [--rate R] [--warmup S] [--duration S] [--sat-duration S|0]\n"
+               "           [--gap S] [--drain S] [--client-window N] [--threads T] [--qos 0|1] [--echo] [--cpu ...]\n"
+               "           [--from-version V --target-version V --target-url U --target-md5 M --target-size N\n"
+               "            --task-name NAME] [--hard-version V]\n"
                "  report   --results FILE.jsonl                   the Markdown table of a bench/run.sh results file\n"
                "common: --label NAME --scenario NAME --host 127.0.0.1 --openid --product-id --product-key\n"
                "        --eui-prefix BENCH --seed N\n");
@@ -1365,6 +1942,7 @@ int main(int argc, char** argv) {
   if (mode == "connect") rc = mode_connect(o);
   else if (mode == "publish") rc = mode_publish(o);
   else if (mode == "hold") rc = mode_hold(o);
+  else if (mode == "ota") rc = mode_ota(o);
   else {
     usage();
     rc = 2;

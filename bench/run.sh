@@ -4,9 +4,9 @@
 # Builds iotgate.so and iotgate_loadgen (cmake -DIOTGATE_BENCH=ON into $IOTGATE_BUILD_DIR, default
 # build-bench/ in the checkout), starts a redis-server with N Lierda devices and a service account, then brokers on their own
 # loopback ports: plain mosquitto (allow_anonymous true), mosquitto + iotgate, and mosquitto with a password_file
-# of the same devices. Runs the connect storm, publish throughput, idle sessions (memory) and Redis-stalled
-# scenarios on each, prints the table and keeps the raw JSON lines in bench/results/. docs/benchmarks.md explains
-# the scenarios and the latest numbers.
+# of the same devices. Runs the connect storm, publish throughput, idle sessions (memory), Redis-stalled and OTA
+# (firmware reports) scenarios on each, prints the table and keeps the raw JSON lines in bench/results/.
+# docs/benchmarks.md explains the scenarios and the latest numbers.
 #
 # Environment: IOTGATE_BUILD_DIR (build directory), IOTGATE_BENCH_NICE (niceness of the brokers, redis-server
 # and the load generator; default -10 when root, so other work on the machine disturbs the numbers less; 0 to
@@ -42,6 +42,9 @@ if [[ $QUICK == 1 ]]; then
   STALL_LOGINS=50
   LIERDA_REPS=1
   NOWRITE_REPS=1
+  OTA_DEVICES=500
+  OTA_SECS=4           # fixed-rate part and saturated part each
+  OTA_REPS=1
   ATTEMPTS=1           # no repeats of disturbed runs
   REPEAT_BUDGET=0
   QUIET_WAIT=${IOTGATE_BENCH_QUIET_WAIT:-0}   # seconds to wait for other processes to calm down first
@@ -55,6 +58,9 @@ else
   PUB_REPS=5
   LIERDA_REPS=2
   NOWRITE_REPS=2
+  OTA_DEVICES=1000
+  OTA_SECS=10
+  OTA_REPS=3
   ATTEMPTS=2          # a disturbed run is repeated once...
   REPEAT_BUDGET=20    # ...while this many repeats are left (keeps a noisy machine's run under ~25 minutes)
   QUIET_WAIT=${IOTGATE_BENCH_QUIET_WAIT:-300}
@@ -65,6 +71,7 @@ fi
 STALL_AT=4
 STALL_FOR=5
 CONCURRENCY=64         # connects in flight (mosquitto listens with a backlog of 100)
+OTA_RATE=2000          # firmware reports per second in the OTA scenario's fixed-rate part
 PREFIX="iotgate:"
 
 if [[ $(id -u) == 0 ]]; then NICE="${IOTGATE_BENCH_NICE:--10}"; else NICE="${IOTGATE_BENCH_NICE:-0}"; fi
@@ -198,6 +205,7 @@ timeout 900 mosquitto_passwd -U "$WORK/passwords" || die "mosquitto_passwd -U fa
 # ------------------------------------------------------------------------------------------ brokers
 
 declare -A PORT=()
+BROKER_TCP_NODELAY=0   # 1: set_tcp_nodelay true (the OTA scenario; see there)
 # start_broker NAME: writes NAME's conf and starts it; waits until it listens (and for iotgate, has loaded)
 start_broker() {
   local name=$1 dir port
@@ -218,6 +226,7 @@ start_broker() {
     echo "max_queued_messages 1000000"
     echo "max_inflight_messages 0"
     [[ $(id -u) == 0 ]] && echo "user root"
+    [[ $BROKER_TCP_NODELAY == 1 ]] && echo "set_tcp_nodelay true"
     case $name in
       plain) echo "allow_anonymous true" ;;
       pwfile) echo "allow_anonymous false"; echo "password_file $WORK/passwords" ;;
@@ -277,9 +286,9 @@ noisy() {  # noisy JSON_LINE WINDOW_FIELD: true when the run was disturbed and a
   awk -v o="$others" -v s="$secs" -v lim="$NOISE_LIMIT" 'BEGIN { exit !(o / (s * 1000) * 100 > lim) }' || return 1
   REPEAT_BUDGET=$(( REPEAT_BUDGET - 1 ))
 }
-record_line() {  # record_line JSON_LINE [noisy]
+record_line() {  # record_line JSON_LINE [noisy|failed]
   [[ -n $1 ]] || return 0
-  if [[ ${2:-} == noisy ]]; then sed 's/^{/{"noisy":true,/' <<<"$1" | record; else printf '%s\n' "$1" | record; fi
+  if [[ -n ${2:-} ]]; then sed "s/^{/{\"$2\":true,/" <<<"$1" | record; else printf '%s\n' "$1" | record; fi
 }
 
 # Connect storm: V2 type-1 logins (AES password), C in flight, DISCONNECT after each CONNACK. Pass "first":
@@ -432,12 +441,88 @@ scenario_stall() {
   quiesce
 }
 
-# OTA scenario -------------------------------------------------------------------------------------------------
-# PLACEHOLDER: the OTA benchmark is not written yet (the lead adds it). It must not report numbers until it is.
-scenario_ota() {
-  echo "OTA scenario: not built yet"
+# OTA: Lierda V2 firmware reports (HeaderCtrl 8). iotgate answers each with a firmware_report_ack and notifies
+# (ota_notify) every device that reports the from-version of a running automatic task, once per session; on plain
+# mosquitto the load generator's echo client (ota --echo) does the same. A fixed-rate part measures the report ->
+# ack and report -> notify latencies, a saturated part the reports acked per second. Both brokers are restarted
+# with set_tcp_nodelay true first: with Nagle on, the broker's answer, written right after its PUBACK, waits for
+# the device's delayed ACK (40 ms), which would be all the latency shows, on either broker.
+OTA_FROM=1.0
+OTA_TARGET=2.0
+OTA_URL=http://example.com/bench/fw-2.0.bin
+OTA_MD5=5f2b51ca2fdc5baa31ec02e002f69aec
+OTA_SIZE=1024
+OTA_NAME=bench-ota
+OTA_ARGS=(--from-version "$OTA_FROM" --target-version "$OTA_TARGET" --target-url "$OTA_URL" --target-md5 "$OTA_MD5"
+  --target-size "$OTA_SIZE" --task-name "$OTA_NAME")
+OTA_FAILED=""          # why the OTA scenario failed, if it did
+iotgate_cli() { IOTGATE_REDIS="redis://127.0.0.1:$REDIS_PORT/0" IOTGATE_PREFIX="$PREFIX" timeout 60 "$root/scripts/iotgate" "$@"; }
+
+ota_run() {  # ota_run BROKER: one measurement; on failure sets OTA_FAILED and returns 1
+  local b=$1 attempt line rc
+  local echo=()
+  [[ $b == plain ]] && echo=(--echo)
+  for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
+    rc=0
+    lg ota --port "${PORT[$b]}" --count "$OTA_DEVICES" --first 0 --rate "$OTA_RATE" --warmup 1 --duration "$OTA_SECS" \
+      --sat-duration "$OTA_SECS" --label "$b" --scenario ota --cpu "$(cpu_of "$b")" "${OTA_ARGS[@]}" "${echo[@]}" || rc=$?
+    line=$LINE
+    [[ $b == iotgate ]] && quiesce
+    sleep 1.5   # type-1 timestamps must be later than the devices' last disconnect
+    if (( rc != 0 )); then
+      record_line "$line" failed
+      OTA_FAILED="the $b run failed (exit status $rc): see its FAILED line above"
+      return 1
+    fi
+    if (( attempt < ATTEMPTS )) && noisy "$line" measured_seconds; then
+      record_line "$line" noisy
+      log "other processes were busy during that run; repeating it"
+      continue
+    fi
+    record_line "$line"
+    return 0
+  done
 }
-# --------------------------------------------------------------------------------------------------------------
+
+scenario_ota() {
+  local out id i rep
+  BROKER_TCP_NODELAY=1
+  restart_broker plain
+  restart_broker iotgate
+  out="$(iotgate_cli task create --product-id BE5C0D01 --name "$OTA_NAME" --type wifi --from-version "$OTA_FROM" \
+    --target-version "$OTA_TARGET" --target-url "$OTA_URL" --target-md5 "$OTA_MD5" --target-size "$OTA_SIZE" \
+    --ack-timeout 3600)" || die "cannot create the OTA task"
+  id="$(grep -o '"id":"[^"]*"' <<<"$out" | head -1 | cut -d'"' -f4)"
+  [[ -n $id ]] || die "task create printed no id: $out"
+  # A production task runs once reviewed: submitted by one operator, approved by the reviewer it names.
+  iotgate_cli --operator bench-admin task submit "$id" --reviewer bench-reviewer >/dev/null || die "cannot submit OTA task $id"
+  iotgate_cli --operator bench-reviewer task review "$id" --approve >/dev/null || die "cannot approve OTA task $id"
+  iotgate_cli task get "$id" | grep -q '"status":"1"' || die "OTA task $id is not running after its review"
+  # The plugin learns of the task from Redis' changes stream: wait (at most ~45 s) until a device outside the
+  # measured ones gets its notify.
+  for ((i = 0; i < 15; i++)); do
+    sleep 1.2
+    if lg ota --port "${PORT[iotgate]}" --count 1 --first $((DEVICES - 1)) --rate 4 --warmup 0 --duration 0.3 \
+      --sat-duration 0 --drain 1 --label probe --scenario ota "${OTA_ARGS[@]}" 2>>"$WORK/ota-probe.log"; then
+      break
+    fi
+  done
+  if (( i == 15 )); then
+    record_line "$LINE" failed
+    OTA_FAILED="iotgate sent no ota_notify for running task $id in $i tries ($(grep FAILED "$WORK/ota-probe.log" | tail -1))"
+  else
+    log "OTA task $id running; iotgate notifies"
+    for ((rep = 0; rep < OTA_REPS; rep++)); do
+      if (( rep % 2 == 0 )); then
+        ota_run plain && ota_run iotgate || break
+      else
+        ota_run iotgate && ota_run plain || break
+      fi
+    done
+  fi
+  iotgate_cli task delete "$id" >/dev/null || log "could not delete OTA task $id"
+  [[ -z $OTA_FAILED ]] || log "ERROR: OTA scenario: $OTA_FAILED"
+}
 
 # Busy CPU of the whole machine, in clock ticks (all CPUs).
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -471,10 +556,12 @@ log "idle sessions: $HOLD"
 scenario_hold
 log "redis stalled for $STALL_FOR s"
 scenario_stall
-scenario_ota
+log "OTA: $OTA_DEVICES devices, firmware reports at $OTA_RATE/s for $OTA_SECS s, then saturated for $OTA_SECS s"
+scenario_ota   # last: it restarts the brokers with set_tcp_nodelay true
 
 "$LOADGEN" report --results "$RESULTS" > "${RESULTS%.jsonl}.md"
 echo
 cat "${RESULTS%.jsonl}.md"
 echo
 log "done in $(( $(date +%s) - started )) s; raw results: $RESULTS, table: ${RESULTS%.jsonl}.md"
+[[ -z $OTA_FAILED ]] || die "OTA scenario failed: $OTA_FAILED"

@@ -29,15 +29,6 @@ std::string str_field(const Fields& f, const char* name) {
   auto it = f.find(name);
   return it == f.end() ? std::string() : it->second;
 }
-// A version or id a device may send as a string or a number; nullopt for anything else.
-std::optional<std::string> text_or_number(const rapidjson::Value& obj, const char* name) {
-  auto it = obj.FindMember(name);
-  if (it == obj.MemberEnd()) return std::nullopt;
-  if (it->value.IsString()) return std::string(it->value.GetString(), it->value.GetStringLength());
-  if (it->value.IsInt64()) return std::to_string(it->value.GetInt64());
-  if (it->value.IsUint64()) return std::to_string(it->value.GetUint64());
-  return std::nullopt;
-}
 std::optional<int64_t> int_like(const rapidjson::Value& v) {
   if (v.IsInt64()) return v.GetInt64();
   int64_t n = 0;

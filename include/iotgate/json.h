@@ -5,6 +5,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,16 @@ inline std::string json_text(const rapidjson::Value& v) {
 inline std::string json_quoted(std::string_view s) {
   rapidjson::Value v(s.data(), static_cast<rapidjson::SizeType>(s.size()));
   return json_text(v);
+}
+
+// A member a device may send as a string or an integer (versions, ids) as text; nullopt when absent or else.
+inline std::optional<std::string> text_or_number(const rapidjson::Value& obj, const char* name) {
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd()) return std::nullopt;
+  if (it->value.IsString()) return std::string(it->value.GetString(), it->value.GetStringLength());
+  if (it->value.IsInt64()) return std::to_string(it->value.GetInt64());
+  if (it->value.IsUint64()) return std::to_string(it->value.GetUint64());
+  return std::nullopt;
 }
 
 }  // namespace iotgate
