@@ -329,8 +329,8 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_});
   if (!d) return;
   int64_t now = clock_();
-  Fields f{{"last_online", std::to_string(now)}};
   d->last_online = std::max(d->last_online, now);
+  Fields f{{"last_online", std::to_string(d->last_online)}};  // the maximum: Redis takes it as it comes
   if (id.kind == SessionKind::krt_device && !d->activated) {
     d->activated = true;
     f["activated"] = "1";
@@ -806,7 +806,7 @@ void Gate::on_shutdown() {
 
 void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
   if (!has_device(id.kind)) return;
-  if (device) device->last_offline = std::max(device->last_offline, now);
+  if (device) now = device->last_offline = std::max(device->last_offline, now);
   touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
 }
 

@@ -19,7 +19,7 @@ namespace iotgate {
 // the others fail at once so a device waiting on them gets a "busy" answer instead of silence.
 struct StoreJob {
   enum class Type {
-    touch_device,   // fields: last_online / last_offline (kept if larger), activated=1
+    touch_device,   // fields: last_online / last_offline (to the per-product times hashes), activated=1
     lierda_issue,   // create the device if allowed, give it a secret if it has none, store a session key
     krt_issue,      // create the device if allowed (auto-create, within the limit), give it a secret if it has none
     ota_version,    // fields: module -> version, hw:module -> hardware, updated_at
@@ -90,7 +90,8 @@ class RedisStore {
 
   // Runs a job; ok=false with error "unavailable" when Redis failed (the connection is then dropped).
   StoreResult run(const StoreJob& job);
-  // Runs many touch_device jobs as one script call (a login storm writes one batch, not one call per login).
+  // Runs many touch_device jobs in a few calls: one HSET per times hash, one script for other fields (a login
+  // storm writes one batch, not one call per login).
   StoreResult touch_many(const std::vector<StoreJob>& jobs);
 
   std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }

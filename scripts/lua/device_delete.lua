@@ -1,5 +1,5 @@
 -- device delete: ARGV[2] product id, ARGV[3] device id. Removes the device hash, its entry in the
--- product's devices set, the versions and EMU results the plugin stored for it and, for EMU, its emu_uid
+-- product's devices set, the login times, versions and EMU results the plugin stored for it and, for EMU, its emu_uid
 -- key; one change entry.
 local function main()
   local pid, product = get_product(ARGV[2])

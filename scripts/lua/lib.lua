@@ -45,6 +45,9 @@ local function k_products() return P .. 'products' end
 local function k_product(id) return P .. 'product:' .. id end
 local function k_devices(id) return P .. 'devices:' .. id end
 local function k_device(pid, did) return P .. 'device:' .. pid .. ':' .. did end
+-- login / logout times the plugin writes, device -> Unix seconds (see docs/redis-schema.md)
+local function k_last_online(pid) return P .. 'last_online:' .. pid end
+local function k_last_offline(pid) return P .. 'last_offline:' .. pid end
 local function k_emu_uid(did) return P .. 'emu_uid:' .. did end
 local function k_accounts() return P .. 'accounts' end
 local function k_account(name) return P .. 'account:' .. name end
@@ -252,6 +255,11 @@ local function device_json(pid, did, protocol, h, opts)
     if k ~= 'secret_hash' and (opts.secrets or not DEVICE_SECRETS[k]) then t[k] = v end
   end
   t.product, t.device, t.protocol = pid, did, protocol
+  -- the later of the times hash and the device hash's own field (data written before the hashes existed)
+  for field, key in pairs({ last_online = k_last_online(pid), last_offline = k_last_offline(pid) }) do
+    local seen = redis.call('HGET', key, did)
+    if seen and (tonumber(seen) or 0) > (tonumber(t[field]) or 0) then t[field] = seen end
+  end
   return jobj(t, { 'product', 'device', 'protocol', 'secret' })
 end
 
@@ -295,8 +303,10 @@ local function remove_task(id, h)
   changed('task', id)
 end
 
--- Removes what the plugin stored about a device: its reported versions and EMU results.
+-- Removes what the plugin stored about a device: its login / logout times, reported versions and EMU results.
 local function remove_device_state(pid, did)
+  redis.call('HDEL', k_last_online(pid), did)
+  redis.call('HDEL', k_last_offline(pid), did)
   redis.call('DEL', k_version(pid, did), P .. 'emu:result:' .. pid .. ':' .. did)
 end
 

@@ -1,5 +1,5 @@
--- product delete: ARGV[2] product id. Removes the product hash, every device hash of it (with the versions
--- and EMU results the plugin stored for it), its devices set, the emu_uid keys its devices own, its upgrade
+-- product delete: ARGV[2] product id. Removes the product hash, every device hash of it (with the login times,
+-- versions and EMU results the plugin stored for it), its devices set, the emu_uid keys its devices own, its upgrade
 -- tasks, and its entry in the products set; one change entry (and one per task).
 local function main()
   local id, h = get_product(ARGV[2])
@@ -14,7 +14,7 @@ local function main()
     local h = hgetall(k_task(tid))
     if h.product_id then remove_task(tid, h) end
   end
-  redis.call('DEL', k_devices(id), k_product(id))
+  redis.call('DEL', k_devices(id), k_product(id), k_last_online(id), k_last_offline(id))
   redis.call('SREM', k_products(), id)
   changed('product', id)
   return jobj({ deleted = id })

@@ -416,6 +416,13 @@ ok "device show --show-secret (session key)" device show --show-secret "$PID" "$
 has "session_key" "$OUT" '"session_key":"3F81A97DDA9B30089BB31CE21826E745"'
 ok "device show krt" device show K1 d-2
 has "activated" "$OUT" '"activated":"0"'
+# login / logout times: the plugin writes them to per-product hashes; older data kept them in the device hash
+rcli HSET "${P}device:K1:d-2" last_online 100 last_offline 900 >/dev/null
+rcli HSET "${P}last_online:K1" d-2 500 >/dev/null
+rcli HSET "${P}last_offline:K1" d-2 200 >/dev/null
+ok "device show krt (times)" device show K1 d-2
+has "last_online from the times hash" "$OUT" '"last_online":"500"'
+has "last_offline from the device hash (later)" "$OUT" '"last_offline":"900"'
 hasnt "no secret" "$OUT" '"secret"'
 ok "device show emu --show-secret" device show PK1 gw1 --show-secret
 hasnt "never secret_hash" "$OUT" secret_hash
@@ -459,6 +466,8 @@ eq "not in devices set" 0 "$(rcli SISMEMBER "${P}devices:PK1" gw0)"
 change "device delete krt" device "K1:d-2" device delete K1 d-2
 eq "device hash gone" 0 "$(rcli EXISTS "${P}device:K1:d-2")"
 eq "not in devices set" 0 "$(rcli SISMEMBER "${P}devices:K1" d-2)"
+eq "login time gone" 0 "$(rcli HEXISTS "${P}last_online:K1" d-2)"
+eq "logout time gone" 0 "$(rcli HEXISTS "${P}last_offline:K1" d-2)"
 change "device delete lierda" device "$PID:abcd" device delete "$PID" abcd
 eq "device hash gone" 0 "$(rcli EXISTS "${P}device:$PID:abcd")"
 
@@ -606,8 +615,10 @@ eq "emu_uid of another product kept" T1 "$(rcli GET "${P}emu_uid:gw2")"
 eq "not in products set" 0 "$(rcli SISMEMBER "${P}products" PK1)"
 eq "one change for the whole delete" $((before + 1)) "$(xlen)"
 change "uid free again" device "T1:gw1" device add emu --tenant T1 --device gw1
+rcli HSET "${P}last_offline:K1" d1 300 gone-before 200 >/dev/null   # a device deleted while the plugin wrote
 change "product delete krt" product K1 product delete K1
 eq "krt devices gone" 0 "$(rcli EXISTS "${P}device:K1:d1" "${P}device:K1:auto1" "${P}devices:K1" "${P}product:K1")"
+eq "krt times hashes gone" 0 "$(rcli EXISTS "${P}last_online:K1" "${P}last_offline:K1")"
 change "product delete lierda (lower-case id)" product "$PID" product delete aa30c505
 eq "lierda device gone" 0 "$(rcli EXISTS "${P}device:$PID:$EUI" "${P}devices:$PID" "${P}product:$PID")"
 refuse "product delete twice" product delete K1

@@ -105,10 +105,10 @@ TEST_F(LoginTest, Type1PasswordCannotBeReplayedAfterADisconnect) {
   expect_refused(c.client_id, c.username, c.password, "not after the device's last offline time");
   // The offline time reaches Redis, so the refusal survives a broker restart.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  while (redis.cli({"HGET", "iotgate:device:AA30C505:20MQTTJ000121", "last_offline"}).empty() &&
+  while (redis.cli({"HGET", "iotgate:last_offline:AA30C505", "20MQTTJ000121"}).empty() &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_GE(std::stoll(redis.cli({"HGET", "iotgate:device:AA30C505:20MQTTJ000121", "last_offline"})), unix_now() - 5);
+  EXPECT_GE(std::stoll(redis.cli({"HGET", "iotgate:last_offline:AA30C505", "20MQTTJ000121"})), unix_now() - 5);
   size_t from = broker->log_size();
   broker->restart();
   ASSERT_TRUE(broker->wait_for_log("iotgate: loaded", std::chrono::seconds(10), from));
@@ -117,6 +117,22 @@ TEST_F(LoginTest, Type1PasswordCannotBeReplayedAfterADisconnect) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   auto fresh = connect_v2(v2_creds(kPid, kEui, kSecret, 1, unix_now()));
   EXPECT_TRUE(fresh->connected());
+}
+
+// Offline times are read at load from the per-product times hash and, for data written before it existed, from
+// the device hash itself; the later one counts.
+TEST_F(LoginTest, OfflineTimesAreLoadedFromEitherPlace) {
+  const std::string device_key = "iotgate:device:" + kPid + ":" + kEui, times_key = "iotgate:last_offline:" + kPid;
+  int64_t now = unix_now();
+  for (int older_data = 1; older_data >= 0; --older_data) {
+    redis.cli({"HSET", device_key, "last_offline", std::to_string(older_data ? now + 30 : now - 3600)});
+    redis.cli({"HSET", times_key, kEui, std::to_string(older_data ? now - 3600 : now + 30)});
+    size_t from = broker->log_size();
+    broker->restart();
+    ASSERT_TRUE(broker->wait_for_log("iotgate: loaded", std::chrono::seconds(10), from));
+    V2Creds c = v2_creds(kPid, kEui, kSecret, 1, now + 10);  // later than the older time, not the later one
+    expect_refused(c.client_id, c.username, c.password, "not after the device's last offline time");
+  }
 }
 
 TEST_F(LoginTest, LierdaAuthLogin) {

@@ -78,7 +78,7 @@ class RedisOutageTest : public StackTest {
     cli({"account", "add", "app", "--password", "app-pw", "--allow", "read /sys/#"});
   }
   const std::string uplink = "/sys/" + kOpenid + "/" + kPid + "/" + kEui + "/uplink";
-  const std::string device_key = "iotgate:device:" + kPid + ":" + kEui;
+  const std::string offline_key = "iotgate:last_offline:" + kPid;  // device -> last offline time
 };
 
 TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLandWhenItReturns) {
@@ -105,7 +105,7 @@ TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLand
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::string offline;
   while (std::chrono::steady_clock::now() < deadline) {
-    offline = redis.cli({"HGET", device_key, "last_offline"});
+    offline = redis.cli({"HGET", offline_key, kEui});
     if (!offline.empty() && std::stoll(offline) >= ts) break;
     std::this_thread::sleep_for(milliseconds(100));
   }
@@ -164,7 +164,7 @@ TEST_F(RedisOutageTest, DevicesOnlineAtShutdownAreRecordedOffline) {
   auto dev = connect_v2(c);
   ASSERT_TRUE(dev->connected());
   broker->stop();  // SIGTERM with the device still connected
-  std::string offline = redis.cli({"HGET", device_key, "last_offline"});
+  std::string offline = redis.cli({"HGET", offline_key, kEui});
   ASSERT_FALSE(offline.empty()) << "the offline time of a device online at shutdown was lost";
   EXPECT_GE(std::stoll(offline), ts);
   size_t from = broker->log_size();
