@@ -326,7 +326,7 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
   Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
   // First: a rekey below belongs to this connection.
-  sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_});
+  sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_, {}});
   if (!d) return;
   int64_t now = clock_();
   d->last_online = std::max(d->last_online, now);
@@ -386,7 +386,7 @@ bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view>
 // --- messages ----------------------------------------------------------------------------------------------
 
 Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std::string_view payload) {
-  const Session* session = sessions_.find(client_id);
+  Session* session = sessions_.find(client_id);
   if (!session) return Verdict::pass;
   const Identity& id = session->identity;
   // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
@@ -422,20 +422,22 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     return Verdict::pass;
   }
   std::string cid(client_id);
-  Identity copy = id;  // the other handlers may change sessions_
+  // The other handlers may change sessions_: they get copies, and the OTA report memory is written back after.
+  Identity copy = id;
   int64_t started_ms = session->started_ms;
+  const Device* device = device_of(*session);
+  std::string last_report = session->last_report;
   bool accepted = true;
   switch (handler) {
     case Handler::lierda_auth: accepted = handle_auth_request(cid, copy, payload); break;
     case Handler::krt_register: accepted = handle_krt_register(cid, copy, payload); break;
     case Handler::lierda_ota: {
       const Product* p = registry_.product(copy.product);
-      const Device* d = registry_.device(copy.product, copy.device);
-      if (!p || !d) return Verdict::drop;
-      accepted = ota_.on_lierda(cid, copy, *p, *d, suffix, payload, started_ms);
+      if (!p || !device) return Verdict::drop;
+      accepted = ota_.on_lierda(cid, copy, *p, *device, suffix, payload, started_ms, &last_report);
       break;
     }
-    case Handler::krt_ota: accepted = ota_.on_krt(cid, copy, payload, started_ms); break;
+    case Handler::krt_ota: accepted = ota_.on_krt(cid, copy, payload, started_ms, &last_report); break;
     case Handler::emu_result: {
       std::string_view name = suffix.substr(4, suffix.size() - 4 - 7);  // ota/<name>/result
       accepted = ota_.on_emu(cid, copy, name, payload);
@@ -444,6 +446,7 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     case Handler::none:
     case Handler::lierda_report: break;
   }
+  if (Session* s = sessions_.find(client_id)) s->last_report = std::move(last_report);
   return accepted ? Verdict::pass : Verdict::drop;
 }
 
@@ -790,9 +793,8 @@ void Gate::on_disconnect(std::string_view client_id, const void* handle) {
   Session* s = sessions_.find(client_id);
   // A client-id takeover disconnects the old connection after the new one logged in: only its own entry goes.
   if (!s || s->handle != handle) return;
+  Device* d = device_of(*s);
   Identity id = std::move(s->identity);
-  // The session's device pointer saves a lookup among all devices, unless a removal or reload made it stale.
-  Device* d = s->device_epoch == device_epoch_ ? s->device : registry_.device_mut(id.product, id.device);
   sessions_.erase(client_id);
   mark_offline(id, d, clock_());
 }
@@ -802,6 +804,15 @@ void Gate::on_shutdown() {
   for (const auto& [cid, s] : sessions_)
     mark_offline(s.identity, registry_.device_mut(s.identity.product, s.identity.device), now);
   sessions_.clear();
+}
+
+// The session's device pointer saves a lookup among all devices, unless a removal or reload made it stale.
+Device* Gate::device_of(Session& s) {
+  if (s.device_epoch != device_epoch_) {
+    s.device = has_device(s.identity.kind) ? registry_.device_mut(s.identity.product, s.identity.device) : nullptr;
+    s.device_epoch = device_epoch_;
+  }
+  return s.device;
 }
 
 void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {

@@ -244,18 +244,22 @@ void OtaRouter::set_progress(const OtaTask& t, const std::string& device, OtaPro
 }
 
 void OtaRouter::handle_report(const std::string& client_id, const Identity& id, const FirmwareReport& report,
-                              int64_t session_started_ms,
+                              int64_t session_started_ms, std::string* last_stored,
                               const std::function<void(const OtaTask&, const std::string&)>& notify) {
   (void)client_id;
   int64_t now = clock_();
-  StoreJob version;
-  version.type = StoreJob::Type::ota_version;
-  version.durable = true;
-  version.product = id.product;
-  version.device = id.device;
-  version.fields = {{report.module, report.version}, {"updated_at", std::to_string(now)}};
-  if (!report.hardware.empty()) version.fields["hw:" + report.module] = report.hardware;
-  effects_.submit(std::move(version));
+  std::string stored = report.module + '\n' + report.version + '\n' + report.hardware;
+  if (!last_stored || *last_stored != stored) {
+    StoreJob version;
+    version.type = StoreJob::Type::ota_version;
+    version.durable = true;
+    version.product = id.product;
+    version.device = id.device;
+    version.fields = {{report.module, report.version}, {"updated_at", std::to_string(now)}};
+    if (!report.hardware.empty()) version.fields["hw:" + report.module] = report.hardware;
+    effects_.submit(std::move(version));
+    if (last_stored) *last_stored = std::move(stored);
+  }
 
   bool in_flight = false;
   for (auto& [task_id, devices] : progress_) {
@@ -340,7 +344,7 @@ void OtaRouter::handle_ack(const Identity& id, std::string_view down_id) {
 
 bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, const Product& product,
                           const Device& device, std::string_view suffix, std::string_view payload,
-                          int64_t session_started_ms) {
+                          int64_t session_started_ms, std::string* last_stored) {
   rapidjson::Document doc;
   doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto refuse = [&](const std::string& why) {
@@ -396,7 +400,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
                                1);
     if (!ok) return refuse("SoftVer / HardVer / Module missing or malformed");
     FirmwareReport report{module ? *module : "default", *version, hardware.value_or("")};
-    handle_report(client_id, id, report, session_started_ms, [&](const OtaTask& t, const std::string& down_id) {
+    handle_report(client_id, id, report, session_started_ms, last_stored, [&](const OtaTask& t, const std::string& down_id) {
       std::string body_json = "{\"Type\":2,\"Url\":" + json_quoted(t.target_url) + ",\"SoftVer\":" +
                               json_quoted(t.target_version) + ",\"SoftSize\":" + std::to_string(t.target_size) +
                               ",\"MD5\":" + json_quoted(t.target_md5) + ",\"DownID\":" + json_quoted(down_id) +
@@ -419,7 +423,7 @@ bool OtaRouter::on_lierda(const std::string& client_id, const Identity& id, cons
 }
 
 bool OtaRouter::on_krt(const std::string& client_id, const Identity& id, std::string_view payload,
-                       int64_t session_started_ms) {
+                       int64_t session_started_ms, std::string* last_stored) {
   rapidjson::Document doc;
   doc.Parse<kDeviceJson>(payload.data(), payload.size());
   auto refuse = [&](const std::string& why) {
@@ -435,7 +439,7 @@ bool OtaRouter::on_krt(const std::string& client_id, const Identity& id, std::st
       return refuse("FW_VERSION / HW_VERSION missing or malformed");
     FirmwareReport report{"default", *fw, hw.value_or("")};
     std::string set_topic = id.prefix + "ota/set";
-    handle_report(client_id, id, report, session_started_ms, [&](const OtaTask& t, const std::string& down_id) {
+    handle_report(client_id, id, report, session_started_ms, last_stored, [&](const OtaTask& t, const std::string& down_id) {
       effects_.publish_to_client(client_id, set_topic,
                                  "{\"CMD\":11,\"ID\":" + json_quoted(down_id) + ",\"URL\":" + json_quoted(t.target_url) +
                                      ",\"FW_VERSION\":" + json_quoted(t.target_version) + ",\"MD5\":" +

@@ -75,6 +75,7 @@ class Gate {
     int64_t started_ms = 0;  // wall clock, for OTA's "reconnected since" rules
     Device* device = nullptr;  // the registry's entry, valid while device_epoch equals the gate's
     uint64_t device_epoch = 0;
+    std::string last_report;  // OTA: the firmware report this connection last stored (see OtaRouter)
   };
   struct Refusal {
     const char* reason_key;
@@ -117,6 +118,7 @@ class Gate {
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
   Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
+  Device* device_of(Session& s);
   void mark_offline(const Identity& id, Device* device, int64_t now);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.

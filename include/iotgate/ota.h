@@ -75,11 +75,15 @@ class OtaRouter {
 
   // Lierda V2 uplinks firmware_report (HeaderCtrl 8) and ota_notify_ack (HeaderCtrl 9). `device` is the session's
   // device (for the session key of encrypted products); `session_started_ms` is when this connection logged in.
-  // Returns false when the message is malformed and must be dropped.
+  // Returns false when the message is malformed and must be dropped. `last_stored` (kept per connection by the
+  // caller): the report this connection last stored; a report equal to it is not written to Redis again (devices
+  // report periodically). Null: every report is written.
   bool on_lierda(const std::string& client_id, const Identity& id, const Product& product, const Device& device,
-                 std::string_view suffix, std::string_view payload, int64_t session_started_ms);
+                 std::string_view suffix, std::string_view payload, int64_t session_started_ms,
+                 std::string* last_stored = nullptr);
   // KRT thing/ota/post: CMD 10 version report, CMD 11 ack.
-  bool on_krt(const std::string& client_id, const Identity& id, std::string_view payload, int64_t session_started_ms);
+  bool on_krt(const std::string& client_id, const Identity& id, std::string_view payload, int64_t session_started_ms,
+              std::string* last_stored = nullptr);
   // EMU ota/<name>/result.
   bool on_emu(const std::string& client_id, const Identity& id, std::string_view name, std::string_view payload);
 
@@ -101,7 +105,7 @@ class OtaRouter {
   };
   // Returns the notification to send (if any) after a report, and records success / failure.
   void handle_report(const std::string& client_id, const Identity& id, const FirmwareReport& report,
-                     int64_t session_started_ms,
+                     int64_t session_started_ms, std::string* last_stored,
                      const std::function<void(const OtaTask&, const std::string& down_id)>& notify);
   void handle_ack(const Identity& id, std::string_view down_id);
   bool in_scope(const OtaTask& t, const std::string& device) const;

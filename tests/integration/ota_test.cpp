@@ -118,6 +118,29 @@ TEST_F(OtaFlowTest, LierdaReportNotifyAckNewVersionSuccess) {
   EXPECT_EQ(redis.cli({"HGET", "iotgate:ota:version:" + kPid + ":OTADEV001", "default"}), "2.0");
 }
 
+// A device's periodic reports of an unchanged version are acked but stored once per connection.
+TEST_F(OtaFlowTest, RepeatedReportsAreStoredOncePerConnection) {
+  const std::string version_key = "iotgate:ota:version:" + kPid + ":OTADEV003";
+  auto stored = [&] { return redis.cli({"HGET", version_key, "default"}); };
+  auto wait_stored = [&](const std::string& v) {
+    for (int i = 0; i < 50 && stored() != v; ++i) std::this_thread::sleep_for(milliseconds(50));
+    return stored();
+  };
+  {
+    auto dev = device("OTADEV003", 1);
+    report(*dev, "OTADEV003", "0.7");
+    ASSERT_EQ(wait_stored("0.7"), "0.7");
+    redis.cli({"HSET", version_key, "default", "marker"});  // any new write would overwrite it
+    report(*dev, "OTADEV003", "0.7");  // acked (report() checks), not stored
+    std::this_thread::sleep_for(milliseconds(400));
+    EXPECT_EQ(stored(), "marker");
+    dev->disconnect();
+  }
+  auto dev = device("OTADEV003", 2);  // a new connection stores its first report again
+  report(*dev, "OTADEV003", "0.7");
+  EXPECT_EQ(wait_stored("0.7"), "0.7");
+}
+
 TEST_F(OtaFlowTest, FailurePathAndDevicesOutsideTheTask) {
   std::string task = running_task({});
   {

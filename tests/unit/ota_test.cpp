@@ -1,6 +1,8 @@
 // The OTA router's state machine, with a fake broker.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <rapidjson/document.h>
 
 #include "iotgate/gate.h"
@@ -87,6 +89,31 @@ TEST_F(OtaTest, ReportIsAckedAndVersionStored) {
   EXPECT_EQ(fx_.jobs[0].type, StoreJob::Type::ota_version);
   EXPECT_EQ(fx_.jobs[0].fields.at("default"), "0.9");
   EXPECT_EQ(fx_.jobs[0].fields.at("hw:default"), "h1");
+}
+
+// Devices report periodically: within one connection the same report is stored once, a changed one again.
+TEST_F(OtaTest, RepeatedReportsOfOneConnectionAreStoredOnce) {
+  std::string last_stored;
+  auto send = [&](const std::string& version) {
+    return ota_.on_lierda("c1", id_, product_, device_, "firmware_report",
+                          R"({"MessageId":1,"HeaderCtrl":8,"Payload":{"SoftVer":")" + version + R"("},"Version":"2.0"})",
+                          1, &last_stored);
+  };
+  auto version_writes = [&] {
+    return std::count_if(fx_.jobs.begin(), fx_.jobs.end(),
+                         [](const StoreJob& j) { return j.type == StoreJob::Type::ota_version; });
+  };
+  ASSERT_TRUE(send("0.9"));
+  ASSERT_TRUE(send("0.9"));
+  ASSERT_TRUE(send("0.9"));
+  EXPECT_EQ(version_writes(), 1);
+  ASSERT_TRUE(send("1.0"));
+  EXPECT_EQ(version_writes(), 2);
+  EXPECT_EQ(fx_.jobs.back().fields.at("default"), "1.0");
+  last_stored.clear();  // a new connection
+  ASSERT_TRUE(send("1.0"));
+  EXPECT_EQ(version_writes(), 3);
+  EXPECT_EQ(fx_.sent.size(), 5u);  // every report is still acked
 }
 
 TEST_F(OtaTest, FullFlowNotifyAckSuccess) {
