@@ -102,6 +102,17 @@ class GateTest : public ::testing::Test {
   }
   std::string v2_user() { return std::string(kOpenid) + "-" + kPid + "-" + kEui; }
   std::string v2_pw(std::optional<int64_t> ts) { return *lierda_v2_password(kSecret, kPid, kEui, kKey, ts); }
+  // A reload from Redis (a fresh snapshot) that holds the V2 product and device with nothing but its secret.
+  void reload_with_only_the_v2_device() {
+    auto reg = std::make_unique<Registry>();
+    reg->put_product(*gate_.registry().product(kPid));
+    Device d;
+    d.product = kPid;
+    d.id = kEui;
+    d.secret = kSecret;
+    reg->put_device(d);
+    gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  }
   bool logged(const std::string& needle) {
     for (const auto& l : lines_)
       if (l.find(needle) != std::string::npos) return true;
@@ -379,14 +390,7 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
   ASSERT_TRUE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
   gate_.on_disconnect(v2_cid(1, ts), &handles_[v2_cid(1, ts)]);
   // Redis came back without the held write applied yet: the memory's later offline time must survive.
-  auto reg = std::make_unique<Registry>();
-  reg->put_product(*gate_.registry().product(kPid));
-  Device d;
-  d.product = kPid;
-  d.id = kEui;
-  d.secret = kSecret;
-  reg->put_device(d);
-  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  reload_with_only_the_v2_device();
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
 }
 
@@ -468,14 +472,7 @@ TEST_F(GateTest, DisconnectAfterDeviceRemovalOrReloadRecordsOnTheCurrentDevice) 
   EXPECT_EQ(gate_.registry().device(kPid, "OTHER01")->last_offline, 0);
 
   ASSERT_TRUE(login(v2_cid(0, 2), v2_user(), v2_pw(std::nullopt)));
-  auto reg = std::make_unique<Registry>();
-  reg->put_product(*gate_.registry().product(kPid));
-  Device d;
-  d.product = kPid;
-  d.id = kEui;
-  d.secret = kSecret;
-  reg->put_device(d);
-  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  reload_with_only_the_v2_device();
   now_ += 5;
   gate_.on_disconnect(v2_cid(0, 2), &handles_[v2_cid(0, 2)]);
   EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
