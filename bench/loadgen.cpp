@@ -872,6 +872,26 @@ int mode_hold(Options& o) {
   return alive == count ? 0 : 1;
 }
 
+// A client of its own that listens on `filter`: connected and subscribed (CONNACK and SUBACK within 10 s), or
+// the load generator stops with `who` in the message.
+Conn* open_subscriber(Worker& w, const Creds& creds, const std::string& filter, int qos, const std::string& who) {
+  Conn* c = w.open(-1, creds);
+  if (!c) die(who + ": cannot connect");
+  auto deadline = after(Clock::now(), 10);
+  while (!c->connack && !c->closed && Clock::now() < deadline) w.poll(10);
+  if (!c->connack || c->connack_rc != 0)
+    die(who + " refused or timed out (CONNACK " + std::to_string(c->connack_rc) + ")");
+  w.ready.clear();
+  c->ready = false;
+  mosquitto_subscribe(c->mosq, nullptr, filter.c_str(), qos);
+  w.sync(c);
+  while (!c->suback && !c->closed && Clock::now() < deadline) w.poll(10);
+  if (!c->suback) die(who + ": no SUBACK");
+  w.ready.clear();
+  c->ready = false;
+  return c;
+}
+
 // Publish throughput: K devices publish on their own topics, one subscriber on /sys/# counts deliveries.
 int mode_publish(Options& o) {
   Fleet fleet(o);
@@ -926,18 +946,7 @@ int mode_publish(Options& o) {
       if (idx < bins.size()) bins[idx]++;
     }
   };
-  Conn* sconn = sub.open(-1, sc);
-  if (!sconn) die("subscriber: cannot connect");
-  auto sub_deadline = after(Clock::now(), 10);
-  while (!sconn->connack && !sconn->closed && Clock::now() < sub_deadline) sub.poll(10);
-  if (!sconn->connack || sconn->connack_rc != 0)
-    die("subscriber refused or timed out (CONNACK " + std::to_string(sconn->connack_rc) + ")");
-  sub.ready.clear();
-  sconn->ready = false;
-  mosquitto_subscribe(sconn->mosq, nullptr, sub_filter.c_str(), qos);
-  sub.sync(sconn);
-  while (!sconn->suback && !sconn->closed && Clock::now() < sub_deadline) sub.poll(10);
-  if (!sconn->suback) die("subscriber: no SUBACK");
+  Conn* sconn = open_subscriber(sub, sc, sub_filter, qos, "subscriber");
   std::atomic<bool> sub_stop{false};
   std::thread sub_thread([&] {
     while (!sub_stop) sub.poll(5);
@@ -1311,18 +1320,8 @@ int mode_ota(Options& o) {
     Creds ec;
     ec.client_id = "bench-ota-echo-" + std::to_string(getpid());
     echo_w.on_message = [&platform](Conn* c, const mosquitto_message* m) { platform.on_message(c, m); };
-    echo_conn = echo_w.open(-1, ec);
-    if (!echo_conn) die("echo: cannot connect");
-    auto deadline = after(Clock::now(), 10);
-    while (!echo_conn->connack && !echo_conn->closed && Clock::now() < deadline) echo_w.poll(10);
-    if (!echo_conn->connack || echo_conn->connack_rc != 0)
-      die("echo refused or timed out (CONNACK " + std::to_string(echo_conn->connack_rc) + ")");
     // QoS 0: iotgate sees each report inside the broker, with no delivery of its own; this is the cheapest stand-in.
-    mosquitto_subscribe(echo_conn->mosq, nullptr, "/sys/+/+/+/firmware_report", 0);
-    echo_w.sync(echo_conn);
-    while (!echo_conn->suback && !echo_conn->closed && Clock::now() < deadline) echo_w.poll(10);
-    if (!echo_conn->suback) die("echo: no SUBACK");
-    echo_w.ready.clear();
+    echo_conn = open_subscriber(echo_w, ec, "/sys/+/+/+/firmware_report", 0, "echo");
     echo_thread = std::thread([&] {
       echo_tid = gettid();
       while (!echo_stop) {
