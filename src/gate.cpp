@@ -418,14 +418,13 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
   }
   // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
   if (handler == Handler::lierda_report) {
-    answer_lierda_report(client_id, id, suffix, payload);
+    answer_lierda_report(client_id, id, device_of(*session), suffix, payload);
     return Verdict::pass;
   }
   std::string cid(client_id);
   // The other handlers may change sessions_: they get copies, and the OTA report memory is written back after.
   Identity copy = id;
   int64_t started_ms = session->started_ms;
-  const Device* device = device_of(*session);
   std::string last_report = session->last_report;
   bool accepted = true;
   switch (handler) {
@@ -433,6 +432,7 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     case Handler::krt_register: accepted = handle_krt_register(cid, copy, payload); break;
     case Handler::lierda_ota: {
       const Product* p = registry_.product(copy.product);
+      const Device* device = device_of(*session);  // no handler has run yet: the session is still there
       if (!p || !device) return Verdict::drop;
       accepted = ota_.on_lierda(cid, copy, *p, *device, suffix, payload, started_ms, &last_report);
       break;
@@ -451,8 +451,8 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
 }
 
 // Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
-void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, std::string_view suffix,
-                                std::string_view payload) {
+void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, const Device* device,
+                                std::string_view suffix, std::string_view payload) {
   auto ack = lierda_ack_for(suffix, payload, wall_ms, config_.timezone, clock_);
   if (!ack) return;
   if (!ack->problem.empty())
@@ -462,8 +462,8 @@ void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, 
   std::string body = ack->payload;
   if (ack->encryptable) {
     const Product* p = registry_.product(id.product);
-    const Device* d = p && p->encrypted ? registry_.device(id.product, id.device) : nullptr;
-    if (d && !d->session_key.empty()) body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(d->session_key), body)));
+    if (p && p->encrypted && device && !device->session_key.empty())
+      body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device->session_key), body)));
   }
   effects_.publish_to_client(std::string(client_id), id.prefix + ack->topic_suffix,
                              "{\"MessageId\":" + ack->message_id + ",\"HeaderCtrl\":" + std::to_string(ack->header) +

@@ -128,8 +128,9 @@ class Gate {
   // True while the connection that made `p` still holds its client id as the same device.
   bool still_asking(const Pending& p) const;
   void ask_firmware(const std::string& product, const std::string& device);
-  void answer_lierda_report(std::string_view client_id, const Identity& id, std::string_view suffix,
-                            std::string_view payload);
+  // `device`: the session's device (its session key encrypts the ack of an encrypted product).
+  void answer_lierda_report(std::string_view client_id, const Identity& id, const Device* device,
+                            std::string_view suffix, std::string_view payload);
   // Counts a failed login from `address`; returns true when that banned it.
   bool count_failure(const std::string& address, int64_t now);
   void forget_quiet_addresses(int64_t now);  // addresses whose window and ban are over

@@ -2,6 +2,7 @@
 // with the issued secret.
 #include <rapidjson/document.h>
 
+#include "iotgate/crypto.h"
 #include "iotgate/ids.h"
 #include "stack.h"
 
@@ -139,6 +140,29 @@ TEST_F(LierdaAuthExchangeTest, EncryptedProductGetsSessionIdAndNonceAndTheKeyIsS
   EXPECT_GT(std::stoll(redis.cli({"HGET", "iotgate:device:AEEEEEEE:CRYPTDEV01", "session_key_expires"})),
             unix_now() + 172000);
   EXPECT_EQ(broker->log().find(expected), std::string::npos);
+}
+
+// An encrypted product's report acks are encrypted with the device's session key (the one its session holds).
+TEST_F(LierdaAuthExchangeTest, EncryptedProductGetsItsReportAcksEncryptedWithTheSessionKey) {
+  auto d = parse(exchange("AEEEEEEE", "CRYPTDEV03", auth_request("AEEEEEEE", "CRYPTDEV03", 0)));
+  ASSERT_EQ(d["Payload"]["Code"].GetInt(), 0);
+  std::string secret = d["Payload"]["DeviceSecret"].GetString();
+  std::string key = *lierda_session_key(kKey, d["Payload"]["SessionID"].GetString(), d["Payload"]["Nonce"].GetUint());
+  V2Creds creds = v2_creds("AEEEEEEE", "CRYPTDEV03", secret, 1, unix_now());
+  MqttClient dev(creds.client_id);
+  ASSERT_EQ(dev.connect(broker->port(), creds.username, creds.password), 0);
+  std::string prefix = "/sys/" + kOpenid + "/AEEEEEEE/CRYPTDEV03/";
+  std::string frame = R"({"MessageId":77,"HeaderCtrl":4,"Payload":")" +
+                      to_hex_upper(aes128_ecb_encrypt(*from_hex(key), R"({"power":99})")) + R"(","Version":"2.0"})";
+  EXPECT_EQ(dev.publish(prefix + "uplink", frame, 1), 0);
+  auto m = dev.wait_message(prefix + "uplink_ack", std::chrono::seconds(3));
+  ASSERT_TRUE(m) << broker->log();
+  auto ack = parse(m->payload);
+  EXPECT_EQ(ack["MessageId"].GetInt(), 77);
+  ASSERT_TRUE(ack["Payload"].IsString()) << m->payload;
+  auto plain = aes128_ecb_decrypt(*from_hex(key), *from_hex(ack["Payload"].GetString()));
+  ASSERT_TRUE(plain) << m->payload;
+  EXPECT_EQ(*plain, R"({"Code":"200","Msg":"SUCCESS"})");
 }
 
 TEST_F(LierdaAuthExchangeTest, ExpiredSessionKeyIsReplacedOnConnectWithHeaderCtrl3) {
