@@ -120,10 +120,9 @@ int on_acl_check(int, void* event_data, void*) {
       case MOSQ_ACL_UNSUBSCRIBE: access = Access::unsubscribe; break;
       default: return MOSQ_ERR_ACL_DENIED;
     }
-    const char* username = mosquitto_client_username(ed->client);
-    std::optional<std::string_view> user;
-    if (username) user = std::string_view(username);
-    bool ok = g_plugin->gate->check_acl(or_empty(mosquitto_client_id(ed->client)), user, access, or_empty(ed->topic));
+    const char* client_id = mosquitto_client_id(ed->client);
+    bool ok = g_plugin->gate->check_acl(client_id ? client_id : "", ed->client, mosquitto_client_username(ed->client),
+                                        access, or_empty(ed->topic));
     return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
 }
@@ -132,7 +131,8 @@ int on_message(int, void* event_data, void*) {
   auto* ed = static_cast<mosquitto_evt_message*>(event_data);
   return guarded(MOSQ_ERR_SUCCESS, [&] {
     std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
-    Verdict v = g_plugin->gate->on_message(or_empty(mosquitto_client_id(ed->client)), or_empty(ed->topic), payload);
+    const char* client_id = mosquitto_client_id(ed->client);
+    Verdict v = g_plugin->gate->on_message(client_id ? client_id : "", ed->client, or_empty(ed->topic), payload);
     return v == Verdict::pass ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
 }

@@ -325,8 +325,8 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
     log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
   Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
-  // First: a rekey below belongs to this connection.
-  sessions_.put(cid, Session{id, client.handle, wall_ms(), d, device_epoch_, {}});
+  // First: a rekey below belongs to this connection. The broker's id buffer, not `cid`, confirms later lookups.
+  sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, device_epoch_, {}});
   if (!d) return;
   int64_t now = clock_();
   d->last_online = std::max(d->last_online, now);
@@ -354,76 +354,109 @@ void Gate::touch(const std::string& product, const std::string& device, Fields f
 
 // --- ACL ---------------------------------------------------------------------------------------------------
 
-bool Gate::check_acl(std::string_view client_id, std::optional<std::string_view> username, Access access,
+bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
                      std::string_view topic) {
-  const Identity* id = nullptr;
-  std::optional<Identity> resolved;
-  if (const Session* s = sessions_.find(client_id)) {
-    id = &s->identity;
-  } else {
-    // A will after disconnect, or the retained-source check of a client that is gone: judge by the names.
-    ClientInfo c{client_id, username, {}, nullptr};
-    resolved = resolve(c, nullptr).identity;
-    if (resolved) id = &*resolved;
-  }
-  bool allowed = false;
-  if (id) {
-    if (id->kind == SessionKind::account) {
-      const Account* a = registry_.account(id->account);
-      allowed = a && account_allows(*a, client_id, username.value_or(""), access, topic);
-    } else {
-      allowed = device_session_allows(*id, access, topic);
-    }
-  }
-  if (!allowed && access != Access::read)
-    log_.limited(LogLevel::notice, "acl-deny",
-                 std::string("iotgate: denied ") + (access == Access::write ? "publish to '" : "subscribe to '") +
-                     std::string(topic) + "' for client '" + std::string(client_id) + "'" +
-                     (id ? std::string(" (") + to_string(id->kind) + ")" : " (no session)"));
+  Sessions::Found found = sessions_.find(handle, client_id);
+  if (!found.session) return names_allow(client_id, username, access, topic);
+  SessionView v = view_of(found);
+  if (v.kind != SessionKind::account) return device_allows(v.kind, v.prefix, client_id, access, topic);
+  return identity_allows(found.session->identity, client_id, username, access, topic);
+}
+
+// A will after disconnect, or the retained-source check of a client that is gone: judge by the names. Kept apart
+// from check_acl, whose every-message path then carries no Identity of its own.
+bool Gate::names_allow(const char* client_id, const char* username, Access access, std::string_view topic) {
+  ClientInfo c{client_id, username ? std::optional<std::string_view>(username) : std::nullopt, {}, nullptr};
+  Resolution r = resolve(c, nullptr);
+  if (r.identity) return identity_allows(*r.identity, client_id, username, access, topic);
+  if (access != Access::read) log_acl_denial(client_id, access, topic, "no session");
+  return false;
+}
+
+bool Gate::identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
+                           std::string_view topic) {
+  if (id.kind != SessionKind::account) return device_allows(id.kind, id.prefix, client_id, access, topic);
+  const Account* a = registry_.account(id.account);
+  bool allowed = a && account_allows(*a, client_id, username ? username : "", access, topic);
+  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(id.kind));
   return allowed;
+}
+
+// Device sessions need neither the client id nor the username (reading them would cost cache misses on every
+// message) unless the answer is a refusal to log.
+bool Gate::device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
+                         std::string_view topic) {
+  bool allowed = device_session_allows(kind, prefix, access, topic);
+  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(kind));
+  return allowed;
+}
+
+Gate::SessionSummary::SessionSummary(const Session& s) : kind(s.identity.kind) {
+  const std::string& p = s.identity.prefix;
+  if (p.size() > sizeof(prefix)) {
+    prefix_size = kLongPrefix;
+    return;
+  }
+  prefix_size = static_cast<uint8_t>(p.size());
+  p.copy(prefix, p.size());
+}
+
+Gate::SessionView Gate::view_of(const Sessions::Found& found) {
+  const SessionSummary* s = found.summary;
+  if (s && s->prefix_size != SessionSummary::kLongPrefix) return {s->kind, std::string_view(s->prefix, s->prefix_size)};
+  return {found.session->identity.kind, found.session->identity.prefix};
+}
+
+void Gate::log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who) {
+  log_.limited(LogLevel::notice, "acl-deny",
+               std::string("iotgate: denied ") + (access == Access::write ? "publish to '" : "subscribe to '") +
+                   std::string(topic) + "' for client '" + std::string(client_id) + "' (" + who + ")");
 }
 
 // --- messages ----------------------------------------------------------------------------------------------
 
-Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std::string_view payload) {
-  Session* session = sessions_.find(client_id);
-  if (!session) return Verdict::pass;
-  const Identity& id = session->identity;
+Verdict Gate::on_message(const char* client_id_text, const void* handle, std::string_view topic,
+                         std::string_view payload) {
+  Sessions::Found found = sessions_.find(handle, client_id_text);
+  if (!found.session) return Verdict::pass;
+  const SessionView view = view_of(found);  // the session itself is read only by a handler
   // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
   enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
       Handler::none;
   std::string_view suffix;
-  if (id.kind == SessionKind::lierda_auth) {
+  if (view.kind == SessionKind::lierda_auth) {
     if (topic == kLierdaAuthTopic) handler = Handler::lierda_auth;
-  } else if (topic.size() > id.prefix.size() && topic.substr(0, id.prefix.size()) == id.prefix) {
-    suffix = topic.substr(id.prefix.size());
-    if (id.kind == SessionKind::krt_register && suffix == kKrtRegisterPost) handler = Handler::krt_register;
-    else if (id.kind == SessionKind::lierda_v2 && (suffix == "firmware_report" || suffix == "ota_notify_ack"))
+  } else if (topic.size() > view.prefix.size() && topic.substr(0, view.prefix.size()) == view.prefix) {
+    suffix = topic.substr(view.prefix.size());
+    if (view.kind == SessionKind::krt_register && suffix == kKrtRegisterPost) handler = Handler::krt_register;
+    else if (view.kind == SessionKind::lierda_v2 && (suffix == "firmware_report" || suffix == "ota_notify_ack"))
       handler = Handler::lierda_ota;
-    else if (id.kind == SessionKind::lierda_v2 && config_.lierda_acks &&
+    else if (view.kind == SessionKind::lierda_v2 && config_.lierda_acks &&
              classify_lierda_suffix(suffix) == Flow::device_to_platform)
       handler = Handler::lierda_report;
-    else if (id.kind == SessionKind::krt_device && suffix == "ota/post") handler = Handler::krt_ota;
-    else if (id.kind == SessionKind::emu_gateway && classify_emu_suffix(suffix) == Flow::device_to_platform)
+    else if (view.kind == SessionKind::krt_device && suffix == "ota/post") handler = Handler::krt_ota;
+    else if (view.kind == SessionKind::emu_gateway && classify_emu_suffix(suffix) == Flow::device_to_platform)
       handler = Handler::emu_result;
   }
   if (handler == Handler::none) return Verdict::pass;
+  Session* session = found.session;
+  // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
+  if (handler == Handler::lierda_report) {
+    // Oversized: application data, delivered, just not acked.
+    if (payload.size() <= config_.max_payload) answer_lierda_report(client_id_text, *session, suffix, payload);
+    return Verdict::pass;
+  }
+  std::string_view client_id(client_id_text);
   if (payload.size() > config_.max_payload) {
-    if (handler == Handler::lierda_report) return Verdict::pass;  // application data: delivered, just not acked
     log_.limited(LogLevel::notice, "oversized",
                  "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic) +
                      "' from '" + std::string(client_id) + "': larger than max_payload " +
                      std::to_string(config_.max_payload));
     return Verdict::drop;
   }
-  // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
-  if (handler == Handler::lierda_report) {
-    answer_lierda_report(client_id, id, device_of(*session), suffix, payload);
-    return Verdict::pass;
-  }
   std::string cid(client_id);
   // The other handlers may change sessions_: they get copies, and the OTA report memory is written back after.
-  Identity copy = id;
+  Identity copy = session->identity;
   int64_t started_ms = session->started_ms;
   std::string last_report = session->last_report;
   bool accepted = true;
@@ -446,15 +479,17 @@ Verdict Gate::on_message(std::string_view client_id, std::string_view topic, std
     case Handler::none:
     case Handler::lierda_report: break;
   }
-  if (Session* s = sessions_.find(client_id)) s->last_report = std::move(last_report);
+  if (Session* s = sessions_.find(handle, client_id_text).session) s->last_report = std::move(last_report);
   return accepted ? Verdict::pass : Verdict::drop;
 }
 
 // Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
-void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, const Device* device,
-                                std::string_view suffix, std::string_view payload) {
+void Gate::answer_lierda_report(const char* client_id_text, Session& session, std::string_view suffix,
+                                std::string_view payload) {
   auto ack = lierda_ack_for(suffix, payload, wall_ms, config_.timezone, clock_);
   if (!ack) return;
+  std::string_view client_id(client_id_text);
+  const Identity& id = session.identity;
   if (!ack->problem.empty())
     log_.limited(LogLevel::notice, "bad-report",
                  "iotgate: " + std::string(suffix) + " from '" + std::string(client_id) +
@@ -462,7 +497,8 @@ void Gate::answer_lierda_report(std::string_view client_id, const Identity& id, 
   std::string body = ack->payload;
   if (ack->encryptable) {
     const Product* p = registry_.product(id.product);
-    if (p && p->encrypted && device && !device->session_key.empty())
+    const Device* device = p && p->encrypted ? device_of(session) : nullptr;
+    if (device && !device->session_key.empty())
       body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device->session_key), body)));
   }
   effects_.publish_to_client(std::string(client_id), id.prefix + ack->topic_suffix,

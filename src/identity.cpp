@@ -108,12 +108,11 @@ std::string emu_prefix(std::string_view emu_namespace, std::string_view product,
   return p;
 }
 
-bool device_session_allows(const Identity& id, Access access, std::string_view topic) {
+bool device_session_allows(SessionKind kind, std::string_view prefix, Access access, std::string_view topic) {
   if (access == Access::unsubscribe) return true;
-  const std::string& prefix = id.prefix;
   bool in_prefix = starts_with(topic, prefix);
   std::string_view suffix = in_prefix ? topic.substr(prefix.size()) : std::string_view();
-  switch (id.kind) {
+  switch (kind) {
     case SessionKind::lierda_auth:
       if (access == Access::write) return topic == kLierdaAuthTopic;
       return in_prefix && suffix == "downlink";
@@ -132,7 +131,7 @@ bool device_session_allows(const Identity& id, Access access, std::string_view t
       return classify_krt_suffix(suffix) ==
              (access == Access::write ? Flow::device_to_platform : Flow::platform_to_device);
     case SessionKind::emu_gateway:
-      if (access == Access::subscribe) return filter_within(prefix + "ota/+/command", topic);
+      if (access == Access::subscribe) return filter_within(std::string(prefix) + "ota/+/command", topic);
       if (!in_prefix) return false;
       return classify_emu_suffix(suffix) ==
              (access == Access::write ? Flow::device_to_platform : Flow::platform_to_device);

@@ -36,6 +36,11 @@ std::optional<Route> route(std::string_view suffix) {
 std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload,
                                         const std::function<int64_t()>& now_ms, std::string_view timezone,
                                         const std::function<int64_t()>& fallback_message_id) {
+  if (suffix != "model/hex") {
+    // Opaque application data is not a frame: no ack, and no parse (the common case for some fleets' uplinks).
+    size_t start = payload.find_first_not_of(" \t\r\n");
+    if (start == std::string_view::npos || payload[start] != '{') return std::nullopt;
+  }
   auto r = route(suffix);
   if (!r) return std::nullopt;
   LierdaAck ack;
@@ -50,9 +55,6 @@ std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_vie
     bool ok = !hex.empty() && hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
     if (!ok) ack.problem = "not a hex string";
   } else {
-    // Opaque application data is not a frame: no ack, and no parse (the common case for some fleets' uplinks).
-    size_t start = payload.find_first_not_of(" \t\r\n");
-    if (start == std::string_view::npos || payload[start] != '{') return std::nullopt;
     rapidjson::Document d;
     d.Parse<kDeviceJson>(payload.data(), payload.size());
     if (d.HasParseError() || !d.IsObject()) return std::nullopt;

@@ -48,9 +48,12 @@ class Gate {
   Gate(Config config, Log& log, Effects& effects, Clock clock);
 
   bool authenticate(const ClientInfo& client, std::optional<std::string_view> password);
-  bool check_acl(std::string_view client_id, std::optional<std::string_view> username, Access access,
+  // Every message passes here: `client_id` and `username` (may be null) are the broker's NUL-terminated strings,
+  // the same buffers on every call of a connection; `handle` is the connection (ClientInfo::handle), null or
+  // unknown for the broker's stand-in clients.
+  bool check_acl(const char* client_id, const void* handle, const char* username, Access access,
                  std::string_view topic);
-  Verdict on_message(std::string_view client_id, std::string_view topic, std::string_view payload);
+  Verdict on_message(const char* client_id, const void* handle, std::string_view topic, std::string_view payload);
   void on_disconnect(std::string_view client_id, const void* handle);
   // The broker is stopping: every open device session counts as offline now (its writes are queued).
   void on_shutdown();
@@ -77,6 +80,23 @@ class Gate {
     uint64_t device_epoch = 0;
     std::string last_report;  // OTA: the firmware report this connection last stored (see OtaRouter)
   };
+  // What every message needs of a session: kept in the session table's index, so that a message reads one cache
+  // line of the plugin's memory for its publisher (see SessionTable).
+  struct SessionSummary {
+    static constexpr uint8_t kLongPrefix = 0xFF;
+    SessionKind kind = SessionKind::account;
+    uint8_t prefix_size = 0;  // kLongPrefix: the prefix does not fit in `prefix`; the session holds it
+    char prefix[38] = {};
+    SessionSummary() = default;
+    explicit SessionSummary(const Session& s);
+  };
+  using Sessions = SessionTable<Session, SessionSummary>;
+  // A session's kind and topic prefix, from the summary when it holds them.
+  struct SessionView {
+    SessionKind kind;
+    std::string_view prefix;
+  };
+  static SessionView view_of(const Sessions::Found& found);
   struct Refusal {
     const char* reason_key;
     std::string reason;
@@ -128,9 +148,15 @@ class Gate {
   // True while the connection that made `p` still holds its client id as the same device.
   bool still_asking(const Pending& p) const;
   void ask_firmware(const std::string& product, const std::string& device);
-  // `device`: the session's device (its session key encrypts the ack of an encrypted product).
-  void answer_lierda_report(std::string_view client_id, const Identity& id, const Device* device,
-                            std::string_view suffix, std::string_view payload);
+  // The session's device key encrypts the ack of an encrypted product.
+  void answer_lierda_report(const char* client_id, Session& session, std::string_view suffix,
+                            std::string_view payload);
+  bool names_allow(const char* client_id, const char* username, Access access, std::string_view topic);
+  bool identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
+                       std::string_view topic);
+  bool device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
+                     std::string_view topic);
+  void log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who);
   // Counts a failed login from `address`; returns true when that banned it.
   bool count_failure(const std::string& address, int64_t now);
   void forget_quiet_addresses(int64_t now);  // addresses whose window and ban are over
@@ -141,8 +167,8 @@ class Gate {
   Clock clock_;
   Registry registry_;
   bool loaded_ = false;
-  // Looked up with string_views (every ACL check and message), so no string is built per lookup.
-  SessionTable<Session> sessions_;
+  // Looked up by connection and id on every ACL check and message; no string is built per lookup.
+  Sessions sessions_;
   // Device pointers kept in sessions stay valid until a removal or a reload changes this.
   uint64_t device_epoch_ = 0;
   std::unordered_map<uint64_t, Pending> pending_;

@@ -1,5 +1,6 @@
 // Who a session is, and what it may do: every ACL decision is answered from this, in memory.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -7,7 +8,7 @@
 
 namespace iotgate {
 
-enum class SessionKind {
+enum class SessionKind : uint8_t {
   lierda_auth,   // AUTH-${OpenID}-${ProductID}: asks for its DeviceSecret
   lierda_v2,     // V2_${ProductID}.${NodeEui}_${type}_${timestamp}
   krt_register,  // KRT registration with the ProductSecret
@@ -41,8 +42,11 @@ inline constexpr std::string_view kLierdaAuthTopic = "/sys/device/auth";
 inline constexpr std::string_view kKrtRegisterPost = "register/post";
 inline constexpr std::string_view kKrtRegisterSet = "register/set";
 
-// The ACL of device sessions (every kind but `account`).
-bool device_session_allows(const Identity& id, Access access, std::string_view topic);
+// The ACL of device sessions (every kind but `account`), from the session's kind and topic prefix.
+bool device_session_allows(SessionKind kind, std::string_view prefix, Access access, std::string_view topic);
+inline bool device_session_allows(const Identity& id, Access access, std::string_view topic) {
+  return device_session_allows(id.kind, id.prefix, access, topic);
+}
 // The ACL of a service account: superuser, or its rules with %u / %c substituted.
 bool account_allows(const Account& account, std::string_view client_id, std::string_view username, Access access,
                     std::string_view topic);

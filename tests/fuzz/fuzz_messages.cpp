@@ -362,7 +362,9 @@ struct Harness {
     inputs += '\n';
     if (!fuzz::valid_utf8(payload)) inputs_utf8 = false;
     in_message = true;
-    g.gate.on_message(sessions()[r.session].cid, topic_of(r), payload);
+    const std::string& cid = sessions()[r.session].cid;
+    auto h = handles.find(cid);
+    g.gate.on_message(cid.c_str(), h == handles.end() ? nullptr : h->second, topic_of(r), payload);
     after_op();
     in_message = false;
   }

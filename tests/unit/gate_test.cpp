@@ -220,7 +220,7 @@ TEST_F(GateTest, AuthExchangeAnswersFromMemoryWithTheSecret) {
   std::string cid = std::string(kPid) + "-" + kEui;
   ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
   std::string req = R"({"MessageId":1231,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":1},"Version":"2.0"})";
-  EXPECT_EQ(gate_.on_message(cid, "/sys/device/auth", req), Verdict::pass);
+  EXPECT_EQ(gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", req), Verdict::pass);
   ASSERT_EQ(effects_.published.size(), 1u);
   EXPECT_EQ(effects_.published[0].client_id, cid);
   EXPECT_EQ(effects_.published[0].topic, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/downlink");
@@ -238,7 +238,7 @@ TEST_F(GateTest, AuthExchangeErrorCodes) {
   ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
   auto code_for = [&](const std::string& req) {
     effects_.published.clear();
-    gate_.on_message(cid, "/sys/device/auth", req);
+    gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", req);
     if (effects_.published.size() != 1) return -1;
     rapidjson::Document doc;
     doc.Parse(effects_.published[0].payload.c_str());
@@ -264,7 +264,7 @@ TEST_F(GateTest, AuthExchangeErrorCodes) {
 TEST_F(GateTest, AuthExchangeCreatesType0DeviceOnlyAfterTheStoreConfirms) {
   std::string cid = "BB30C505-NEWDEV01";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid, "/sys/device/auth",
+  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV01","Type":0},"Version":"2.0"})");
   EXPECT_TRUE(effects_.published.empty());  // nothing is told before the secret is stored
   ASSERT_EQ(effects_.jobs.size(), 1u);
@@ -282,7 +282,7 @@ TEST_F(GateTest, AuthExchangeCreatesType0DeviceOnlyAfterTheStoreConfirms) {
 TEST_F(GateTest, AuthExchangeAnswersBusyWhenTheStoreIsDown) {
   std::string cid = "BB30C505-NEWDEV02";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid, "/sys/device/auth",
+  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV02","Type":0},"Version":"2.0"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   gate_.on_result(StoreResult{effects_.jobs[0].token, false, "unavailable", std::nullopt});
@@ -312,7 +312,7 @@ TEST_F(GateTest, KrtDeviceAndRegistrationLogins) {
 
 TEST_F(GateTest, KrtRegistrationExchange) {
   ASSERT_TRUE(login("KP1.NEW1", "NEW1", "prodsecret"));
-  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post",
+  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post",
                    R"({"CMD":20,"ID":"abc","PRODUCT_ID":"KP1","DEVICE_ID":"NEW1"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   const StoreJob job = effects_.jobs[0];
@@ -327,16 +327,16 @@ TEST_F(GateTest, KrtRegistrationExchange) {
   EXPECT_NE(effects_.published[0].payload.find(R"("CODE":0)"), std::string::npos);
   EXPECT_NE(effects_.published[0].payload.find(job.candidate_secret), std::string::npos);
   // A repeated request gets the same secret, from memory.
-  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"abd"})");
+  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"abd"})");
   ASSERT_EQ(effects_.published.size(), 2u);
   EXPECT_NE(effects_.published[1].payload.find(job.candidate_secret), std::string::npos);
   // Confirmation activates and closes the registration session.
-  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":21,"ID":"abd","BACK":"OK"})");
+  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":21,"ID":"abd","BACK":"OK"})");
   EXPECT_TRUE(gate_.registry().device("KP1", "NEW1")->activated);
   ASSERT_EQ(effects_.kicks.size(), 1u);
   EXPECT_EQ(effects_.kicks[0], "KP1.NEW1");
   // After activation: no answer.
-  gate_.on_message("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"x"})");
+  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"x"})");
   EXPECT_EQ(effects_.published.size(), 2u);
   // Auto-creation limit (1) now reached for another unknown device.
   EXPECT_FALSE(login("KP1.NEW2", "NEW2", "prodsecret"));
@@ -345,8 +345,8 @@ TEST_F(GateTest, KrtRegistrationExchange) {
 
 TEST_F(GateTest, AccountsAndEmuGateways) {
   EXPECT_TRUE(login("app-1", "operator", "s3cret-pass"));
-  EXPECT_TRUE(gate_.check_acl("app-1", "operator", Access::subscribe, "/sys/#"));
-  EXPECT_FALSE(gate_.check_acl("app-1", "operator", Access::write, "/sys/x"));
+  EXPECT_TRUE(gate_.check_acl("app-1", &handles_["app-1"], "operator", Access::subscribe, "/sys/#"));
+  EXPECT_FALSE(gate_.check_acl("app-1", &handles_["app-1"], "operator", Access::write, "/sys/x"));
   EXPECT_TRUE(login("app-2", "operator", "s3cret-pass"));  // second time from the verified cache
   EXPECT_FALSE(login("app-3", "operator", "wrong"));
   EXPECT_TRUE(login("gw1", "gw1", "s3cret-pass"));
@@ -356,12 +356,45 @@ TEST_F(GateTest, AccountsAndEmuGateways) {
   EXPECT_TRUE(logged("unknown user"));
 }
 
+// The session index keeps prefixes of up to 38 bytes in its summary and reads longer ones from the session. Either
+// way a device reaches its own topics and not those of a device whose prefix differs only in its last byte.
+TEST_F(GateTest, DeviceAclHoldsForPrefixesInsideAndBeyondTheIndexSummary) {
+  auto reg = std::make_unique<Registry>(gate_.registry());
+  std::vector<std::pair<std::string, std::string>> pairs;  // KRT prefixes "/sys/KP1/<id>/thing/": 38, 39, 77 bytes
+  for (size_t size : {22, 23, 61}) {
+    std::string id(size, 'D'), neighbour(size - 1, 'D');
+    neighbour += 'E';
+    for (const std::string& d_id : {id, neighbour}) {
+      Device d;
+      d.product = "KP1";
+      d.id = d_id;
+      d.secret = "secret-" + d_id;
+      reg->put_device(d);
+    }
+    pairs.emplace_back(id, neighbour);
+  }
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  for (const auto& [id, neighbour] : pairs) {
+    std::string cid = "KP1." + id;
+    ASSERT_TRUE(login(cid, id, "secret-" + id)) << id.size();
+    ASSERT_EQ(gate_.session(cid)->prefix.size(), 16 + id.size());
+    const void* conn = &handles_[cid];
+    EXPECT_TRUE(gate_.check_acl(cid.c_str(), conn, id.c_str(), Access::write, "/sys/KP1/" + id + "/thing/event/post"));
+    EXPECT_FALSE(
+        gate_.check_acl(cid.c_str(), conn, id.c_str(), Access::write, "/sys/KP1/" + neighbour + "/thing/event/post"))
+        << id.size();
+    EXPECT_TRUE(gate_.check_acl(cid.c_str(), conn, id.c_str(), Access::read, "/sys/KP1/" + id + "/thing/service/set"));
+    EXPECT_FALSE(
+        gate_.check_acl(cid.c_str(), conn, id.c_str(), Access::read, "/sys/KP1/" + neighbour + "/thing/service/set"));
+  }
+}
+
 TEST_F(GateTest, AclFallsBackToNamesForClientsWithoutSession) {
   // A will published after the DISCONNECT event, or a retained message re-checked after its publisher left.
   std::string cid = v2_cid(0, 1);
-  EXPECT_TRUE(gate_.check_acl(cid, v2_user(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/uplink"));
-  EXPECT_FALSE(gate_.check_acl(cid, v2_user(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000122/uplink"));
-  EXPECT_FALSE(gate_.check_acl("nobody", std::nullopt, Access::write, "a"));
+  EXPECT_TRUE(gate_.check_acl(cid.c_str(), nullptr, v2_user().c_str(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/uplink"));
+  EXPECT_FALSE(gate_.check_acl(cid.c_str(), nullptr, v2_user().c_str(), Access::write, "/sys/7ED01E2A/AA30C505/20MQTTJ000122/uplink"));
+  EXPECT_FALSE(gate_.check_acl("nobody", nullptr, nullptr, Access::write, "a"));
 }
 
 TEST_F(GateTest, ChangesKickSessionsThatLostTheirRight) {
@@ -418,7 +451,7 @@ TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {
 TEST_F(GateTest, PendingSecretIsNotSentToAnotherConnectionWithTheSameClientId) {
   int first = 0, second = 0;
   ASSERT_TRUE(login("KP1", "NEW1", "prodsecret", &first));
-  gate_.on_message("KP1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"a"})");
+  gate_.on_message("KP1", &first, "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"a"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   StoreJob job = effects_.jobs[0];
   ASSERT_TRUE(login("KP1", "KD1", "devsecret1", &second));  // takeover of client id "KP1" by another device
@@ -432,7 +465,7 @@ TEST_F(GateTest, PendingSecretIsNotSentToAnotherConnectionWithTheSameClientId) {
 TEST_F(GateTest, StoreErrorsAreLoggedOnlyAsKnownCodes) {
   std::string cid = "BB30C505-NEWDEV03";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid, "/sys/device/auth",
+  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV03","Type":0},"Version":"2.0"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   gate_.on_result(StoreResult{effects_.jobs[0].token, false, "leaked-secret-text", std::nullopt});
@@ -452,7 +485,7 @@ TEST_F(GateTest, DeeplyNestedPayloadIsRefusedWithoutRecursion) {
   std::string cid = std::string(kPid) + "-" + kEui;
   ClientInfo c{cid, std::string_view("AUTH-7ED01E2A-AA30C505"), "", &handles_[cid]};
   ASSERT_TRUE(gate.authenticate(c, std::string_view(kKey)));
-  EXPECT_EQ(gate.on_message(cid, "/sys/device/auth", std::string(4 * 1024 * 1024, '[')), Verdict::drop);
+  EXPECT_EQ(gate.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", std::string(4 * 1024 * 1024, '[')), Verdict::drop);
   EXPECT_TRUE(fx.published.empty());
 }
 
