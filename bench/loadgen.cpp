@@ -1749,6 +1749,16 @@ int mode_report(Options& o) {
                 show(g / p, 2).c_str(), verdict(g / p, 0.95, true).c_str());
   }
   {
+    std::string sc = "publish-qos0";
+    double p = med(sc, "plain", "delivered_rate"), n = med(sc, "noop", "delivered_rate");
+    if (!std::isnan(n))
+      std::printf("| control: publish QoS 0 through mosquitto with a plugin that registers the same callbacks and "
+                  "returns at once (bench/noop_plugin.cpp; msg/s delivered, median (min-max) of %zu; column: no-op "
+                  "plugin) | %s | %s | | %s | | |\n",
+                  values(sc, "noop", "delivered_rate").size(), spread(sc, "plain", "delivered_rate").c_str(),
+                  spread(sc, "noop", "delivered_rate").c_str(), show(n / p, 2).c_str());
+  }
+  {
     std::string sc = "publish-lierda";
     double p = med(sc, "plain", "delivered_rate"), g = med(sc, "iotgate", "delivered_rate");
     std::printf("| publish QoS 0 with Lierda uplink frames: iotgate answers each with an uplink_ack (QoS 1) to the "
@@ -1845,7 +1855,7 @@ int mode_report(Options& o) {
   std::printf("\nCPU per delivered message while publishing (microseconds, median):\n\n");
   std::printf("| QoS | broker | msg/s | broker main | plugin threads | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|\n");
   for (int qos : {0, 1})
-    for (const char* label : {"plain", "iotgate"}) {
+    for (const char* label : {"plain", "iotgate", "noop"}) {
       std::string sc = "publish-qos" + std::to_string(qos);
       std::vector<double> mainv, plug, lg, oth;
       for (const auto& r : rows) {

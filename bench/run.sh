@@ -160,11 +160,12 @@ COMMIT="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 log "building $COMMIT into $BUILD"
 cmake -S "$root" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOTGATE_BENCH=ON >"$WORK/cmake.log" 2>&1 ||
   { tail -30 "$WORK/cmake.log" >&2; die "cmake configure failed"; }
-timeout 900 cmake --build "$BUILD" -j"$(nproc)" --target iotgate iotgate_loadgen >>"$WORK/cmake.log" 2>&1 ||
+timeout 900 cmake --build "$BUILD" -j"$(nproc)" --target iotgate iotgate_loadgen iotgate_noop_plugin >>"$WORK/cmake.log" 2>&1 ||
   { tail -30 "$WORK/cmake.log" >&2; die "build failed"; }
 LOADGEN="$BUILD/iotgate_loadgen"
 PLUGIN="$BUILD/iotgate.so"
-[[ -x $LOADGEN && -f $PLUGIN ]] || die "build produced no $LOADGEN / $PLUGIN"
+NOOP_PLUGIN="$BUILD/noop_plugin.so"
+[[ -x $LOADGEN && -f $PLUGIN && -f $NOOP_PLUGIN ]] || die "build produced no $LOADGEN / $PLUGIN / $NOOP_PLUGIN"
 
 mkdir -p "$RESULTS_DIR"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -230,6 +231,7 @@ start_broker() {
     case $name in
       plain) echo "allow_anonymous true" ;;
       pwfile) echo "allow_anonymous false"; echo "password_file $WORK/passwords" ;;
+      noop) echo "allow_anonymous false"; echo "plugin $NOOP_PLUGIN" ;;
       iotgate)
         echo "allow_anonymous false"
         echo "plugin $PLUGIN"
@@ -265,7 +267,7 @@ quiesce() {
   log "redis still busy after 120 s"
 }
 
-for b in plain iotgate pwfile; do start_broker "$b"; done
+for b in plain iotgate pwfile noop; do start_broker "$b"; done
 log "brokers: plain :${PORT[plain]}, iotgate :${PORT[iotgate]}, password_file :${PORT[pwfile]}; redis :$REDIS_PORT"
 
 cpu_of() { echo "broker=${PID[$1]},redis=${PID[redis]}"; }
@@ -379,16 +381,14 @@ publish_run() {  # publish_run BROKER QOS SCENARIO [extra loadgen args]
     return 0
   done
 }
+# The brokers of $PUB_BROKERS (default plain and iotgate) take turns, the order rotating with each repetition.
 scenario_publish() {  # scenario_publish SCENARIO QOS REPS [extra loadgen args]
-  local sc=$1 qos=$2 reps=$3 rep; shift 3
+  local sc=$1 qos=$2 reps=$3 rep k; shift 3
+  local brokers=(${PUB_BROKERS:-plain iotgate})
   for ((rep = 0; rep < reps; rep++)); do
-    if (( rep % 2 == 0 )); then
-      publish_run plain "$qos" "$sc" "$@"
-      publish_run iotgate "$qos" "$sc" "$@"
-    else
-      publish_run iotgate "$qos" "$sc" "$@"
-      publish_run plain "$qos" "$sc" "$@"
-    fi
+    for ((k = 0; k < ${#brokers[@]}; k++)); do
+      publish_run "${brokers[(rep + k) % ${#brokers[@]}]}" "$qos" "$sc" "$@"
+    done
   done
 }
 
@@ -548,7 +548,8 @@ scenario_connect
 log "diagnostic: warm passes on iotgate with redis-server stopped (no login/logout writes sent)"
 scenario_connect_nowrites
 log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
-scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
+# With a control: mosquitto with a plugin that registers the same callbacks and does nothing (bench/noop_plugin.cpp).
+PUB_BROKERS="plain iotgate noop" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
 scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
 log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
 scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda

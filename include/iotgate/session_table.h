@@ -115,7 +115,7 @@ class SessionTable {
   void index(Entry& entry, const char* id_buffer) {  // id_buffer: the caller's copy of entry.first
     const void* handle = entry.second.handle;
     if (!handle) return;
-    if ((indexed_ + 1) * 2 > slots_.size()) grow();
+    if ((indexed_ + 1) * 4 > slots_.size() * 3) grow();  // at most three quarters full
     const size_t mask = slots_.size() - 1;
     size_t i = slot_of(handle);
     while (slots_[i].handle && slots_[i].handle != handle) i = (i + 1) & mask;
@@ -160,7 +160,7 @@ class SessionTable {
   }
 
   Map map_;
-  std::vector<Slot> slots_;  // size 0 or a power of two, at most half full
+  std::vector<Slot> slots_;  // size 0 or a power of two, at most three quarters full
   size_t indexed_ = 0;
 };
 

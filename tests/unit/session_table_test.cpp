@@ -109,11 +109,14 @@ TEST(SessionTable, AgreesWithAPlainMapThroughChurn) {
       for (const char* key : {id.c_str(), copy.c_str()}) {
         const TestSession* found = t.find(h, key).session;
         ASSERT_EQ(found != nullptr, expected != model.end()) << id << " round " << round;
-        if (found) ASSERT_EQ(found->value, expected->second.value) << id << " round " << round;
+        if (found) {
+          ASSERT_EQ(found->value, expected->second.value) << id << " round " << round;
+        }
         Table::Found indexed_found = t.find_indexed(h, key);
         ASSERT_EQ(indexed_found.session, expect_indexed ? found : nullptr) << id << " round " << round;
-        if (indexed_found.session)  // the summary is that of the session as it was put
+        if (indexed_found.session) {  // the summary is that of the session as it was put
           ASSERT_EQ(indexed_found.summary->value, indexed_found.session->value) << id << " round " << round;
+        }
       }
     }
   }

@@ -1,0 +1,29 @@
+// A control for bench/run.sh: a mosquitto plugin that registers the callbacks iotgate registers on every message
+// (BASIC_AUTH, ACL_CHECK, MESSAGE, TICK) and answers each at once. Publishing through it against plain mosquitto
+// shows what the plugin interface itself costs per message, apart from iotgate's own work.
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+namespace {
+mosquitto_plugin_id_t* g_id = nullptr;
+int allow(int, void*, void*) { return MOSQ_ERR_SUCCESS; }
+constexpr int kEvents[] = {MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_ACL_CHECK, MOSQ_EVT_MESSAGE, MOSQ_EVT_TICK};
+}  // namespace
+
+extern "C" {
+int mosquitto_plugin_version(int, const int*) { return 5; }
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**, struct mosquitto_opt*, int) {
+  g_id = id;
+  for (int event : kEvents)
+    if (mosquitto_callback_register(g_id, event, allow, nullptr, nullptr) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_UNKNOWN;
+  mosquitto_log_printf(MOSQ_LOG_NOTICE, "noop plugin: loaded");
+  return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void*, struct mosquitto_opt*, int) {
+  for (int event : kEvents) mosquitto_callback_unregister(g_id, event, allow, nullptr);
+  return MOSQ_ERR_SUCCESS;
+}
+}
