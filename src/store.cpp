@@ -174,6 +174,18 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
   }
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
   if (!r) fail("redis " + argv[0]);
+  // A Redis still loading its data set after a restart (LOADING), or stuck in a script (BUSY), refuses every
+  // command for a while: that is Redis being away, not a write refused, so the caller holds the write and
+  // retries, as after a lost connection.
+  if (r && r->type == REDIS_REPLY_ERROR) {
+    std::string_view text(r->str, r->len);
+    if (text.substr(0, 8) == "LOADING " || text.substr(0, 5) == "BUSY ") {
+      std::string what = "redis " + argv[0] + ": " + std::string(text.substr(0, text.find(' ')));
+      freeReplyObject(r);
+      fail(what);
+      return Reply(nullptr, freeReplyObject);
+    }
+  }
   return Reply(r, freeReplyObject);
 }
 

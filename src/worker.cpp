@@ -119,13 +119,25 @@ void StoreWorker::writer_loop() {
     bool is_touch = batch.front().type == StoreJob::Type::touch_device;
     StoreResult result = is_touch ? store.touch_many(batch) : store.run(batch.front());
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
-      std::lock_guard lock(jobs_mutex_);
-      if (is_touch || batch.front().durable) {
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
-      } else if (batch.front().token) {
-        emit(std::move(result));
+      {
+        std::lock_guard lock(jobs_mutex_);
+        if (is_touch || batch.front().durable) {
+          for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
+        } else if (batch.front().token) {
+          emit(std::move(result));
+        }
       }
-      continue;  // the next round reconnects (or, when stopping, keeps them as held)
+      if (stop_) continue;  // the next round keeps them as held
+      // Lost mid-write, or Redis answers but is still loading its data: the next round reconnects after the
+      // backoff (a loading Redis accepts connections at once, so without it this would spin).
+      if (!reported_down) {
+        log(LogLevel::warning, "iotgate: redis unavailable during a write (" + store.last_error() +
+                                   "); holding the writes until it answers");
+        reported_down = true;
+      }
+      sleep_unless_stopped(retry);
+      retry = std::min(retry * 2, kRetryMax);
+      continue;
     }
     if (reported_down) {
       log(LogLevel::notice, "iotgate: redis reachable again; applying held writes");
