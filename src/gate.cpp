@@ -403,7 +403,8 @@ Gate::SessionSummary::SessionSummary(const Session& s) : kind(s.identity.kind) {
 
 Gate::SessionView Gate::view_of(const Sessions::Found& found) {
   const SessionSummary* s = found.summary;
-  if (s && s->prefix_size != SessionSummary::kLongPrefix) return {s->kind, std::string_view(s->prefix, s->prefix_size)};
+  if (s && s->prefix_size != SessionSummary::kLongPrefix)
+    return {s->kind, std::string_view(s->prefix, s->prefix_size)};
   return {found.session->identity.kind, found.session->identity.prefix};
 }
 
