@@ -178,7 +178,9 @@ Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view 
   std::string pid(rest.substr(0, 8)), eui(rest.substr(9, mid - 9));
   std::string_view type_text = rest.substr(mid + 1, last - mid - 1), ts_text = rest.substr(last + 1);
   int64_t ts = 0;
-  if (!is_lierda_id(pid) || (type_text != "0" && type_text != "1") || !parse_i64(ts_text, ts) || ts < 0)
+  // At most 19 digits (a Unix time in seconds or milliseconds fits in far fewer): no padded zeros either.
+  if (!is_lierda_id(pid) || (type_text != "0" && type_text != "1") || ts_text.size() > 19 ||
+      !parse_i64(ts_text, ts) || ts < 0)
     return {std::nullopt, {"malformed-client-id", "malformed V2 client id"}};
   if (!is_node_eui(eui)) return {std::nullopt, {"invalid-node-eui", "invalid NodeEui (4-32 letters and digits)"}};
   const Product* p = registry_.product(pid);

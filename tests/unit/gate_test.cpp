@@ -389,6 +389,15 @@ TEST_F(GateTest, DeviceAclHoldsForPrefixesInsideAndBeyondTheIndexSummary) {
   }
 }
 
+// Found by fuzz_login: a V2 client id whose timestamp was padded to 118 digits with zeros was accepted (type 0
+// does not use the timestamp). An odd id is refused as malformed, whatever the type.
+TEST_F(GateTest, V2ClientIdWithAnOverlongTimestampIsRefused) {
+  std::string padded = std::string("V2_") + kPid + "." + kEui + "_0_" + std::string(30, '0') + "1";
+  EXPECT_FALSE(login(padded, v2_user(), v2_pw(std::nullopt)));
+  EXPECT_TRUE(logged("malformed V2 client id"));
+  EXPECT_TRUE(login(v2_cid(0, 1), v2_user(), v2_pw(std::nullopt)));  // the same login with a plain timestamp
+}
+
 TEST_F(GateTest, AclFallsBackToNamesForClientsWithoutSession) {
   // A will published after the DISCONNECT event, or a retained message re-checked after its publisher left.
   std::string cid = v2_cid(0, 1);
