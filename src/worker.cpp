@@ -75,6 +75,15 @@ void StoreWorker::writer_loop() {
   auto retry = kRetryMin;
   bool reported_down = false;
   auto urgent = [this] { return stop_ || jobs_.size() >= kTouchBatch || jobs_.back().type != StoreJob::Type::touch_device; };
+  // Redis is away: say so once per outage, then wait the backoff before the next round tries again.
+  auto wait_for_redis = [&](const std::string& warning) {
+    if (!reported_down) {
+      log(LogLevel::warning, warning);
+      reported_down = true;
+    }
+    sleep_unless_stopped(retry);
+    retry = std::min(retry * 2, kRetryMax);
+  };
   while (true) {
     // Next batch: one job, or every touch queued (up to kTouchBatch): a login storm costs one write per batch.
     std::vector<StoreJob> batch;
@@ -107,13 +116,8 @@ void StoreWorker::writer_loop() {
         held = jobs_.size();
       }
       if (stop_) break;
-      if (!reported_down) {
-        log(LogLevel::warning, "iotgate: redis unreachable (" + store.last_error() + "); holding " +
-                                   std::to_string(held) + " writes until it returns");
-        reported_down = true;
-      }
-      sleep_unless_stopped(retry);
-      retry = std::min(retry * 2, kRetryMax);
+      wait_for_redis("iotgate: redis unreachable (" + store.last_error() + "); holding " + std::to_string(held) +
+                     " writes until it returns");
       continue;
     }
     bool is_touch = batch.front().type == StoreJob::Type::touch_device;
@@ -130,13 +134,8 @@ void StoreWorker::writer_loop() {
       if (stop_) continue;  // the next round keeps them as held
       // Lost mid-write, or Redis answers but is still loading its data: the next round reconnects after the
       // backoff (a loading Redis accepts connections at once, so without it this would spin).
-      if (!reported_down) {
-        log(LogLevel::warning, "iotgate: redis unavailable during a write (" + store.last_error() +
-                                   "); holding the writes until it answers");
-        reported_down = true;
-      }
-      sleep_unless_stopped(retry);
-      retry = std::min(retry * 2, kRetryMax);
+      wait_for_redis("iotgate: redis unavailable during a write (" + store.last_error() +
+                     "); holding the writes until it answers");
       continue;
     }
     if (reported_down) {
