@@ -81,6 +81,11 @@ int64_t unix_now() {
 }
 
 std::string_view or_empty(const char* s) { return s ? std::string_view(s) : std::string_view(); }
+// The broker's own id buffer (the gate confirms sessions by its address), "" when the client has none.
+const char* client_id_of(const mosquitto* client) {
+  const char* id = mosquitto_client_id(client);
+  return id ? id : "";
+}
 
 // Never let an exception cross into the broker; a failure refuses rather than allows.
 template <typename F>
@@ -99,7 +104,7 @@ int on_basic_auth(int, void* event_data, void*) {
   auto* ed = static_cast<mosquitto_evt_basic_auth*>(event_data);
   return guarded(MOSQ_ERR_AUTH, [&] {
     ClientInfo client;
-    client.client_id = or_empty(mosquitto_client_id(ed->client));
+    client.client_id = client_id_of(ed->client);
     if (ed->username) client.username = std::string_view(ed->username);
     client.address = or_empty(mosquitto_client_address(ed->client));
     client.handle = ed->client;
@@ -120,8 +125,7 @@ int on_acl_check(int, void* event_data, void*) {
       case MOSQ_ACL_UNSUBSCRIBE: access = Access::unsubscribe; break;
       default: return MOSQ_ERR_ACL_DENIED;
     }
-    const char* client_id = mosquitto_client_id(ed->client);
-    bool ok = g_plugin->gate->check_acl(client_id ? client_id : "", ed->client, mosquitto_client_username(ed->client),
+    bool ok = g_plugin->gate->check_acl(client_id_of(ed->client), ed->client, mosquitto_client_username(ed->client),
                                         access, or_empty(ed->topic));
     return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
@@ -131,8 +135,7 @@ int on_message(int, void* event_data, void*) {
   auto* ed = static_cast<mosquitto_evt_message*>(event_data);
   return guarded(MOSQ_ERR_SUCCESS, [&] {
     std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
-    const char* client_id = mosquitto_client_id(ed->client);
-    Verdict v = g_plugin->gate->on_message(client_id ? client_id : "", ed->client, or_empty(ed->topic), payload);
+    Verdict v = g_plugin->gate->on_message(client_id_of(ed->client), ed->client, or_empty(ed->topic), payload);
     return v == Verdict::pass ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
 }
