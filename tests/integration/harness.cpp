@@ -478,6 +478,10 @@ RedisServer::RedisServer(std::vector<std::string> extra_args) : extra_args_(std:
 
 RedisServer::~RedisServer() { proc_.kill_now(); }
 
+void RedisServer::add_start_args(const std::vector<std::string>& args) {
+  extra_args_.insert(extra_args_.end(), args.begin(), args.end());
+}
+
 void RedisServer::start() {
   if (proc_.running()) return;
   launch_and_wait(!ever_started_);

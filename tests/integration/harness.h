@@ -110,6 +110,8 @@ class RedisServer {  // redis-server on 127.0.0.1:<port>, appendonly yes, dir in
   RedisServer& operator=(const RedisServer&) = delete;
 
   void start();    // waits until PING answers (timeout 10 s, throws on failure); no-op when running
+  // Appended to the command line from the next start on (e.g. {"--key-load-delay", "1000"}).
+  void add_start_args(const std::vector<std::string>& args);
   void stop();     // SIGTERM + wait (data persisted by AOF); SIGKILL after 10 s
   void kill();     // SIGKILL + wait
   void pause();    // SIGSTOP

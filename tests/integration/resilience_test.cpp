@@ -143,6 +143,35 @@ TEST_F(StalledRedisTest, StalledRedisNeverStallsTheBroker) {
   EXPECT_TRUE(broker->running());
 }
 
+// Found by CI: a restarted Redis answers LOADING while it reads its AOF, and a held login/logout time that met
+// that answer was dropped as if Redis had refused it. Here the load takes seconds (20,000 filler keys, 0.2 ms
+// each; Redis answers, LOADING, every 1,024 keys), longer than the writer's longest backoff, so its first attempt
+// after the restart meets LOADING.
+TEST_F(RedisOutageTest, HeldWritesSurviveARedisStillLoadingItsData) {
+  redis.cli({"EVAL", "for i = 1, 20000 do redis.call('SET', 'filler:' .. i, 'x') end", "0"});
+  redis.add_start_args({"--key-load-delay", "200"});
+  redis.stop();  // SIGTERM: the filler is in the AOF
+  ASSERT_TRUE(log_has("lost redis|redis unreachable", std::chrono::seconds(5)));
+  int64_t ts = unix_now() - 1;
+  {
+    auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts));
+    dev->disconnect();
+  }
+  std::this_thread::sleep_for(milliseconds(300));
+  auto restarted = std::chrono::steady_clock::now();
+  redis.start();  // returns once PING answers PONG, after the load
+  EXPECT_GT(std::chrono::steady_clock::now() - restarted, std::chrono::seconds(2)) << "Redis loaded too fast";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string offline;
+  while (std::chrono::steady_clock::now() < deadline) {
+    offline = redis.cli({"HGET", offline_key, kEui});
+    if (!offline.empty() && std::stoll(offline) >= ts) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_FALSE(offline.empty()) << "held write never applied";
+  EXPECT_GE(std::stoll(offline), ts);
+}
+
 TEST_F(RedisOutageTest, BrokerRestartLosesNothing) {
   int64_t ts = unix_now() - 1;
   {
