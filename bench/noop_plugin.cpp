@@ -1,14 +1,16 @@
-// A control for bench/run.sh: a mosquitto plugin that registers the callbacks iotgate registers on every message
-// (BASIC_AUTH, ACL_CHECK, MESSAGE, TICK) and answers each at once. Publishing through it against plain mosquitto
+// A control for bench/run.sh: a mosquitto plugin that registers the callbacks iotgate registers (BASIC_AUTH,
+// ACL_CHECK, DISCONNECT, TICK) and answers each at once. Publishing through it against plain mosquitto
 // shows what the plugin interface itself costs per message, apart from iotgate's own work.
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
+#pragma GCC visibility push(default)  // the build hides every symbol; the broker looks these up
 #include <mosquitto_plugin.h>
+#pragma GCC visibility pop
 
 namespace {
 mosquitto_plugin_id_t* g_id = nullptr;
 int allow(int, void*, void*) { return MOSQ_ERR_SUCCESS; }
-constexpr int kEvents[] = {MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_ACL_CHECK, MOSQ_EVT_MESSAGE, MOSQ_EVT_TICK};
+constexpr int kEvents[] = {MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_ACL_CHECK, MOSQ_EVT_DISCONNECT, MOSQ_EVT_TICK};
 }  // namespace
 
 extern "C" {

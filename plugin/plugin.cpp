@@ -1,7 +1,10 @@
 // The mosquitto 2.0.11 adapter: entry points and callbacks, translating between the broker and iotgate::Gate.
 // Every callback runs on the broker's thread; Redis I/O runs on StoreWorker's threads and comes back in TICK.
 #include <mosquitto_broker.h>  // before mosquitto_plugin.h: the 2.0.11 headers need this order in C++
+// The build hides every symbol (CMakeLists.txt); the entry points the broker looks up stay visible.
+#pragma GCC visibility push(default)
 #include <mosquitto_plugin.h>
+#pragma GCC visibility pop
 #include <mosquitto.h>
 
 #include <chrono>
@@ -125,18 +128,16 @@ int on_acl_check(int, void* event_data, void*) {
       case MOSQ_ACL_UNSUBSCRIBE: access = Access::unsubscribe; break;
       default: return MOSQ_ERR_ACL_DENIED;
     }
-    bool ok = g_plugin->gate->check_acl(client_id_of(ed->client), ed->client, mosquitto_client_username(ed->client),
-                                        access, or_empty(ed->topic));
+    const char* client_id = client_id_of(ed->client);
+    const char* username = mosquitto_client_username(ed->client);
+    bool ok;
+    if (access == Access::write) {
+      std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
+      ok = g_plugin->gate->on_publish(client_id, ed->client, username, or_empty(ed->topic), payload) == Verdict::pass;
+    } else {
+      ok = g_plugin->gate->check_acl(client_id, ed->client, username, access, or_empty(ed->topic));
+    }
     return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
-  });
-}
-
-int on_message(int, void* event_data, void*) {
-  auto* ed = static_cast<mosquitto_evt_message*>(event_data);
-  return guarded(MOSQ_ERR_SUCCESS, [&] {
-    std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
-    Verdict v = g_plugin->gate->on_message(client_id_of(ed->client), ed->client, or_empty(ed->topic), payload);
-    return v == Verdict::pass ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
 }
 
@@ -196,8 +197,8 @@ struct Registration {
   MOSQ_FUNC_generic_callback cb;
 };
 const Registration kCallbacks[] = {
-    {MOSQ_EVT_BASIC_AUTH, on_basic_auth}, {MOSQ_EVT_ACL_CHECK, on_acl_check}, {MOSQ_EVT_MESSAGE, on_message},
-    {MOSQ_EVT_DISCONNECT, on_disconnect}, {MOSQ_EVT_TICK, on_tick},
+    {MOSQ_EVT_BASIC_AUTH, on_basic_auth}, {MOSQ_EVT_ACL_CHECK, on_acl_check}, {MOSQ_EVT_DISCONNECT, on_disconnect},
+    {MOSQ_EVT_TICK, on_tick},
 };
 
 }  // namespace

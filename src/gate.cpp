@@ -328,7 +328,8 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
                (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
   Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
   // First: a rekey below belongs to this connection. The broker's id buffer, not `cid`, confirms later lookups.
-  sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, device_epoch_, {}});
+  const Account* account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
+  sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, account, entries_epoch_, {}});
   if (!d) return;
   int64_t now = clock_();
   d->last_online = std::max(d->last_online, now);
@@ -358,11 +359,16 @@ void Gate::touch(const std::string& product, const std::string& device, Fields f
 
 bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
                      std::string_view topic) {
-  Sessions::Found found = sessions_.find(handle, client_id);
+  return allows(sessions_.find(handle, client_id), client_id, username, access, topic);
+}
+
+bool Gate::allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
+                  std::string_view topic) {
   if (!found.session) return names_allow(client_id, username, access, topic);
   SessionView v = view_of(found);
   if (v.kind != SessionKind::account) return device_allows(v.kind, v.prefix, client_id, access, topic);
-  return identity_allows(found.session->identity, client_id, username, access, topic);
+  refresh_entries(*found.session);
+  return account_session_allows(found.session->account, client_id, username, access, topic);
 }
 
 // A will after disconnect, or the retained-source check of a client that is gone: judge by the names. Kept apart
@@ -378,9 +384,13 @@ bool Gate::names_allow(const char* client_id, const char* username, Access acces
 bool Gate::identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
                            std::string_view topic) {
   if (id.kind != SessionKind::account) return device_allows(id.kind, id.prefix, client_id, access, topic);
-  const Account* a = registry_.account(id.account);
-  bool allowed = a && account_allows(*a, client_id, username ? username : "", access, topic);
-  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(id.kind));
+  return account_session_allows(registry_.account(id.account), client_id, username, access, topic);
+}
+
+bool Gate::account_session_allows(const Account* account, const char* client_id, const char* username,
+                                  Access access, std::string_view topic) {
+  bool allowed = account && account_allows(*account, client_id, username, access, topic);
+  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(SessionKind::account));
   return allowed;
 }
 
@@ -418,12 +428,24 @@ void Gate::log_acl_denial(std::string_view client_id, Access access, std::string
 
 // --- messages ----------------------------------------------------------------------------------------------
 
-Verdict Gate::on_message(const char* client_id_text, const void* handle, std::string_view topic,
+// In mosquitto 2.0.11 the MESSAGE event of a PUBLISH directly follows its WRITE check, with the same topic and
+// payload: answering the platform's topics here instead spares every message a second trip through the plugin
+// interface and a second session lookup. The other WRITE checks are not a client's PUBLISH and must not be
+// answered: a will (checked after its sender's DISCONNECT, or with the replaced connection of a takeover) and the
+// retained-source check (a stand-in client). None of them comes from an indexed connection, so only a session found
+// through the index (`found.summary`) is answered.
+Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, std::string_view topic,
                          std::string_view payload) {
-  Sessions::Found found = sessions_.find(handle, client_id_text);
-  if (!found.session) return Verdict::pass;
+  Sessions::Found found = sessions_.find(handle, client_id);
+  if (!allows(found, client_id, username, Access::write, topic)) return Verdict::drop;
+  if (!found.summary) return Verdict::pass;
+  return answer_platform(found, client_id, handle, topic, payload);
+}
+
+Verdict Gate::answer_platform(const Sessions::Found& found, const char* client_id_text, const void* handle,
+                              std::string_view topic, std::string_view payload) {
   const SessionView view = view_of(found);  // the session itself is read only by a handler
-  // Which of the topics the platform answers is this? (The ACL already holds each session to its own prefix.)
+  // Which of the topics the platform answers is this? (The ACL has just held the session to its own prefix.)
   enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
       Handler::none;
   std::string_view suffix;
@@ -846,11 +868,16 @@ void Gate::on_shutdown() {
 }
 
 // The session's device pointer saves a lookup among all devices, unless a removal or reload made it stale.
+void Gate::refresh_entries(Session& s) {
+  if (s.entries_epoch == entries_epoch_) return;
+  const Identity& id = s.identity;
+  s.device = has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
+  s.account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
+  s.entries_epoch = entries_epoch_;
+}
+
 Device* Gate::device_of(Session& s) {
-  if (s.device_epoch != device_epoch_) {
-    s.device = has_device(s.identity.kind) ? registry_.device_mut(s.identity.product, s.identity.device) : nullptr;
-    s.device_epoch = device_epoch_;
-  }
+  refresh_entries(s);
   return s.device;
 }
 
@@ -883,7 +910,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
     }
   }
   registry_ = std::move(next);
-  ++device_epoch_;
+  ++entries_epoch_;
   ota_.load(std::move(snapshot.ota));
   bool first = !loaded_;
   loaded_ = true;
@@ -895,7 +922,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
 
 void Gate::on_update(const EntityUpdate& u) {
   std::string err;
-  if (!u.fields) ++device_epoch_;  // a removal may free devices that sessions point to
+  if (!u.fields) ++entries_epoch_;  // a removal may free entries that sessions point to
   switch (u.kind) {
     case EntityUpdate::Kind::product: {
       if (!u.fields) registry_.remove_product(u.id);

@@ -141,16 +141,16 @@ bool device_session_allows(SessionKind kind, std::string_view prefix, Access acc
   return false;
 }
 
-bool account_allows(const Account& account, std::string_view client_id, std::string_view username, Access access,
+bool account_allows(const Account& account, const char* client_id, const char* username, Access access,
                     std::string_view topic) {
   if (access == Access::unsubscribe || account.superuser) return true;
   for (const AccountRule& rule : account.rules) {
     if (access == Access::write ? !rule.write : !rule.read) continue;
     std::string_view filter = rule.filter;
     std::string substituted;
-    if (filter.find('%') != std::string_view::npos) {
+    if (rule.substitutes) {
       bool ok = false;
-      substituted = substitute(filter, client_id, username, ok);
+      substituted = substitute(filter, client_id, username ? username : "", ok);
       if (!ok) continue;  // an id with + # / cannot widen a rule
       filter = substituted;
     }

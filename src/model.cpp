@@ -71,6 +71,7 @@ std::optional<AccountRule> parse_account_rule(std::string_view text) {
   else return std::nullopt;
   if (!is_valid_filter(filter) || filter.front() == ' ' || filter.back() == ' ') return std::nullopt;
   rule.filter = std::string(filter);
+  rule.substitutes = filter.find('%') != std::string_view::npos;
   return rule;
 }
 

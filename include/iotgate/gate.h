@@ -53,7 +53,11 @@ class Gate {
   // unknown for the broker's stand-in clients.
   bool check_acl(const char* client_id, const void* handle, const char* username, Access access,
                  std::string_view topic);
-  Verdict on_message(const char* client_id, const void* handle, std::string_view topic, std::string_view payload);
+  // The broker's WRITE check of a message (the same arguments as check_acl, plus the payload). A PUBLISH from a
+  // connected client that passes also gets the platform's side of the exchange here (auth and registration
+  // replies, OTA, report acks); `drop`: refused by the ACL or by a handler.
+  Verdict on_publish(const char* client_id, const void* handle, const char* username, std::string_view topic,
+                     std::string_view payload);
   void on_disconnect(std::string_view client_id, const void* handle);
   // The broker is stopping: every open device session counts as offline now (its writes are queued).
   void on_shutdown();
@@ -76,8 +80,10 @@ class Gate {
     Identity identity;
     const void* handle = nullptr;
     int64_t started_ms = 0;  // wall clock, for OTA's "reconnected since" rules
-    Device* device = nullptr;  // the registry's entry, valid while device_epoch equals the gate's
-    uint64_t device_epoch = 0;
+    // The registry's entries of the session (its device, its account), valid while entries_epoch equals the gate's.
+    Device* device = nullptr;
+    const Account* account = nullptr;
+    uint64_t entries_epoch = 0;
     std::string last_report;  // OTA: the firmware report this connection last stored (see OtaRouter)
   };
   // What every message needs of a session: kept in the session table's index, so that a message reads one cache
@@ -97,6 +103,10 @@ class Gate {
     std::string_view prefix;
   };
   static SessionView view_of(const Sessions::Found& found);
+  bool allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
+              std::string_view topic);
+  Verdict answer_platform(const Sessions::Found& found, const char* client_id, const void* handle,
+                          std::string_view topic, std::string_view payload);
   struct Refusal {
     const char* reason_key;
     std::string reason;
@@ -138,7 +148,10 @@ class Gate {
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
   Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
+  void refresh_entries(Session& s);
   Device* device_of(Session& s);
+  bool account_session_allows(const Account* account, const char* client_id, const char* username, Access access,
+                              std::string_view topic);
   void mark_offline(const Identity& id, Device* device, int64_t now);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.
@@ -170,7 +183,7 @@ class Gate {
   // Looked up by connection and id on every ACL check and message; no string is built per lookup.
   Sessions sessions_;
   // Device pointers kept in sessions stay valid until a removal or a reload changes this.
-  uint64_t device_epoch_ = 0;
+  uint64_t entries_epoch_ = 0;  // raised when registry entries may have been freed (a removal, a reload)
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.

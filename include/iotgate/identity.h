@@ -48,7 +48,8 @@ inline bool device_session_allows(const Identity& id, Access access, std::string
   return device_session_allows(id.kind, id.prefix, access, topic);
 }
 // The ACL of a service account: superuser, or its rules with %u / %c substituted.
-bool account_allows(const Account& account, std::string_view client_id, std::string_view username, Access access,
+// `client_id` and `username` (may be null) are NUL-terminated, read only for a rule with %u / %c.
+bool account_allows(const Account& account, const char* client_id, const char* username, Access access,
                     std::string_view topic);
 
 }  // namespace iotgate

@@ -55,6 +55,7 @@ struct AccountRule {
   bool read = false;
   bool write = false;
   std::string filter;  // may contain %u and %c
+  bool substitutes = false;  // the filter has a '%': the ACL check then needs the client's names
 };
 // Parses "read FILTER", "write FILTER" or "readwrite FILTER"; nullopt when malformed.
 std::optional<AccountRule> parse_account_rule(std::string_view text);

@@ -216,7 +216,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!broker_names) {
     } else if (id.kind == SessionKind::account) {
       const Account* a = gate.registry().account(id.account);
-      expected = a && account_allows(*a, cid, user.value_or(""), access, topic);
+      expected = a && account_allows(*a, cid.c_str(), user_c, access, topic);
     } else {
       expected = device_session_allows(id, access, topic);
     }

@@ -1,4 +1,4 @@
-// fuzz_messages: every JSON message handler of Gate::on_message (Lierda auth requests, KRT registration, the OTA
+// fuzz_messages: every JSON message handler of Gate::on_publish (Lierda auth requests, KRT registration, the OTA
 // handlers: Lierda firmware_report / ota_notify_ack, plain and encrypted, KRT ota/post, EMU results), the reply
 // paths of Gate::on_result, and what can change under them (registry and task changes, CLI commands, timeouts).
 //
@@ -170,6 +170,7 @@ struct Harness {
   fuzz::GateUnderTest g;
   std::deque<int> handle_store;
   std::map<std::string, const void*> handles;  // client id -> handle of its latest connection
+  std::map<std::string, std::string> users;    // client id -> username of its latest connection
   size_t seen_published = 0, seen_broadcasts = 0, seen_logs = 0, seen_jobs = 0;
   std::vector<uint64_t> pending;                      // tokens submitted and not yet answered
   std::map<uint64_t, std::string> request_payload;    // token -> the message that asked for it
@@ -189,7 +190,10 @@ struct Harness {
     const void* h = &handle_store.back();
     ClientInfo c{s.cid, std::string_view(s.user), "192.0.2.7", h};
     bool ok = g.gate.authenticate(c, std::string_view(s.password));
-    if (ok) handles[s.cid] = h;
+    if (ok) {
+      handles[s.cid] = h;
+      users[s.cid] = s.user;
+    }
     after_op();
     return ok;
   }
@@ -364,7 +368,8 @@ struct Harness {
     in_message = true;
     const std::string& cid = sessions()[r.session].cid;
     auto h = handles.find(cid);
-    g.gate.on_message(cid.c_str(), h == handles.end() ? nullptr : h->second, topic_of(r), payload);
+    if (h == handles.end()) g.gate.on_publish(cid.c_str(), nullptr, nullptr, topic_of(r), payload);
+    else g.gate.on_publish(cid.c_str(), h->second, users[cid].c_str(), topic_of(r), payload);
     after_op();
     in_message = false;
   }

@@ -234,29 +234,34 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     a.name = "fuzz";
     a.rules.push_back(*rule);
     a.superuser = flags & 8;
-    // The client id and username take P and T when they are short (names with + # / must not widen a rule).
-    std::string_view cid = P.size() <= 64 ? std::string_view(P) : "cid", user = T.size() <= 64 ? std::string_view(T) : "user";
+    // The client id and username take P and T when they are short and NUL-free, as the broker's names are (names
+    // with + # / must not widen a rule).
+    auto name_from = [](std::string_view s, const char* otherwise) {
+      return std::string(s.size() <= 64 && s.find('\0') == std::string_view::npos ? s : otherwise);
+    };
+    const std::string cid_text = name_from(P, "cid"), user_text = name_from(T, "user");
+    const std::string_view cid = cid_text, user = user_text;
     bool unsafe = (rule->filter.find("%c") != std::string::npos && !is_topic_level_safe(cid)) ||
                   (rule->filter.find("%u") != std::string::npos && !is_topic_level_safe(user));
     for (const auto& t : topics) {
       if (!is_valid_topic(t)) continue;
       for (Access access : {Access::read, Access::write, Access::subscribe}) {
-        bool ok = account_allows(a, cid, user, access, t);
+        bool ok = account_allows(a, cid_text.c_str(), user_text.c_str(), access, t);
         if (a.superuser) FUZZ_CHECK("superuser-denied", ok, "a superuser was denied '" + fuzz::printable(t) + "'");
         else if (unsafe)
           FUZZ_CHECK("unsafe-substitution", !ok,
                      "rule '" + fuzz::printable(rule_text) + "' with client id '" + fuzz::printable(cid) + "' / user '" +
                          fuzz::printable(user) + "' granted '" + fuzz::printable(t) + "'");
       }
-      FUZZ_CHECK("account-unsubscribe", account_allows(a, cid, user, Access::unsubscribe, t), "unsubscribe denied");
+      FUZZ_CHECK("account-unsubscribe", account_allows(a, cid_text.c_str(), user_text.c_str(), Access::unsubscribe, t), "unsubscribe denied");
     }
     for (const std::string* f : {&P, &F}) {
-      if (!is_valid_filter(*f) || !account_allows(a, cid, user, Access::subscribe, *f)) continue;
+      if (!is_valid_filter(*f) || !account_allows(a, cid_text.c_str(), user_text.c_str(), Access::subscribe, *f)) continue;
       for (int hl = 0; hl < 3; ++hl)
         for (size_t shift = 0; shift < 2; ++shift) {
           std::string t = derive(*f, material, hl, shift);
           if (!is_valid_topic(t) || !topic_matches(*f, t)) continue;
-          FUZZ_CHECK("account-subscribe-unsound", account_allows(a, cid, user, Access::read, t),
+          FUZZ_CHECK("account-subscribe-unsound", account_allows(a, cid_text.c_str(), user_text.c_str(), Access::read, t),
                      "rule '" + fuzz::printable(rule_text) + "' allows subscribing to '" + fuzz::printable(*f) +
                          "' but not reading '" + fuzz::printable(t) + "'");
         }

@@ -93,9 +93,17 @@ class GateTest : public ::testing::Test {
     c.client_id = cid;
     if (user) c.username = *user;
     c.handle = handle ? handle : &handles_[cid];
+    usernames_[cid] = user;
     std::optional<std::string_view> p;
     if (pw) p = *pw;
     return gate_.authenticate(c, p);
+  }
+  // A PUBLISH as the broker's WRITE check passes it: by default from the connection `cid` last logged in with.
+  Verdict publish(const std::string& cid, std::string_view topic, std::string_view payload,
+                  const void* handle = nullptr) {
+    const std::optional<std::string>& user = usernames_[cid];
+    return gate_.on_publish(cid.c_str(), handle ? handle : &handles_[cid], user ? user->c_str() : nullptr, topic,
+                            payload);
   }
   std::string v2_cid(int type, int64_t ts) {
     return std::string("V2_") + kPid + "." + kEui + "_" + std::to_string(type) + "_" + std::to_string(ts);
@@ -125,6 +133,7 @@ class GateTest : public ::testing::Test {
   FakeEffects effects_;
   Gate gate_;
   std::map<std::string, int> handles_;
+  std::map<std::string, std::optional<std::string>> usernames_;
   std::string v2_user_;
 };
 }  // namespace
@@ -220,7 +229,7 @@ TEST_F(GateTest, AuthExchangeAnswersFromMemoryWithTheSecret) {
   std::string cid = std::string(kPid) + "-" + kEui;
   ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
   std::string req = R"({"MessageId":1231,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":1},"Version":"2.0"})";
-  EXPECT_EQ(gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", req), Verdict::pass);
+  EXPECT_EQ(publish(cid, "/sys/device/auth", req), Verdict::pass);
   ASSERT_EQ(effects_.published.size(), 1u);
   EXPECT_EQ(effects_.published[0].client_id, cid);
   EXPECT_EQ(effects_.published[0].topic, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/downlink");
@@ -238,7 +247,7 @@ TEST_F(GateTest, AuthExchangeErrorCodes) {
   ASSERT_TRUE(login(cid, std::string("AUTH-") + kOpenid + "-" + kPid, kKey));
   auto code_for = [&](const std::string& req) {
     effects_.published.clear();
-    gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", req);
+    publish(cid, "/sys/device/auth", req);
     if (effects_.published.size() != 1) return -1;
     rapidjson::Document doc;
     doc.Parse(effects_.published[0].payload.c_str());
@@ -264,7 +273,7 @@ TEST_F(GateTest, AuthExchangeErrorCodes) {
 TEST_F(GateTest, AuthExchangeCreatesType0DeviceOnlyAfterTheStoreConfirms) {
   std::string cid = "BB30C505-NEWDEV01";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
+  publish(cid, "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV01","Type":0},"Version":"2.0"})");
   EXPECT_TRUE(effects_.published.empty());  // nothing is told before the secret is stored
   ASSERT_EQ(effects_.jobs.size(), 1u);
@@ -282,7 +291,7 @@ TEST_F(GateTest, AuthExchangeCreatesType0DeviceOnlyAfterTheStoreConfirms) {
 TEST_F(GateTest, AuthExchangeAnswersBusyWhenTheStoreIsDown) {
   std::string cid = "BB30C505-NEWDEV02";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
+  publish(cid, "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV02","Type":0},"Version":"2.0"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   gate_.on_result(StoreResult{effects_.jobs[0].token, false, "unavailable", std::nullopt});
@@ -312,8 +321,8 @@ TEST_F(GateTest, KrtDeviceAndRegistrationLogins) {
 
 TEST_F(GateTest, KrtRegistrationExchange) {
   ASSERT_TRUE(login("KP1.NEW1", "NEW1", "prodsecret"));
-  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post",
-                   R"({"CMD":20,"ID":"abc","PRODUCT_ID":"KP1","DEVICE_ID":"NEW1"})");
+  publish("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post",
+          R"({"CMD":20,"ID":"abc","PRODUCT_ID":"KP1","DEVICE_ID":"NEW1"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   const StoreJob job = effects_.jobs[0];
   EXPECT_EQ(job.type, StoreJob::Type::krt_issue);
@@ -327,20 +336,66 @@ TEST_F(GateTest, KrtRegistrationExchange) {
   EXPECT_NE(effects_.published[0].payload.find(R"("CODE":0)"), std::string::npos);
   EXPECT_NE(effects_.published[0].payload.find(job.candidate_secret), std::string::npos);
   // A repeated request gets the same secret, from memory.
-  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"abd"})");
+  publish("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"abd"})");
   ASSERT_EQ(effects_.published.size(), 2u);
   EXPECT_NE(effects_.published[1].payload.find(job.candidate_secret), std::string::npos);
   // Confirmation activates and closes the registration session.
-  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":21,"ID":"abd","BACK":"OK"})");
+  publish("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":21,"ID":"abd","BACK":"OK"})");
   EXPECT_TRUE(gate_.registry().device("KP1", "NEW1")->activated);
   ASSERT_EQ(effects_.kicks.size(), 1u);
   EXPECT_EQ(effects_.kicks[0], "KP1.NEW1");
   // After activation: no answer.
-  gate_.on_message("KP1.NEW1", &handles_["KP1.NEW1"], "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"x"})");
+  publish("KP1.NEW1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"x"})");
   EXPECT_EQ(effects_.published.size(), 2u);
   // Auto-creation limit (1) now reached for another unknown device.
   EXPECT_FALSE(login("KP1.NEW2", "NEW2", "prodsecret"));
   EXPECT_TRUE(logged("auto-creation limit"));
+}
+
+// The broker also WRITE-checks what is not a client's PUBLISH: a will, after its sender's DISCONNECT or with the
+// replaced connection of a takeover, and a retained message's publisher through a stand-in client. They are judged
+// by the ACL like any message, but only a PUBLISH of the connection that logged in is answered.
+TEST_F(GateTest, WriteChecksOfWillsAndStandInsAreJudgedButNotAnswered) {
+  const std::string cid = "KP1.NEW1", topic = "/sys/KP1/NEW1/thing/register/post";
+  const std::string request = R"({"CMD":20,"ID":"w"})";
+  int replaced = 0, stand_in = 0;
+  ASSERT_TRUE(login(cid, "NEW1", "prodsecret", &replaced));
+  ASSERT_TRUE(login(cid, "NEW1", "prodsecret"));  // takeover: `replaced` still carries its will
+  EXPECT_EQ(publish(cid, topic, request, &replaced), Verdict::pass);
+  EXPECT_EQ(publish(cid, topic, request, &stand_in), Verdict::pass);
+  EXPECT_EQ(publish(cid, "/sys/KP1/NEW2/thing/register/post", request, &stand_in), Verdict::drop);
+  EXPECT_TRUE(effects_.jobs.empty());
+  EXPECT_EQ(publish(cid, topic, request), Verdict::pass);  // the live connection's PUBLISH
+  EXPECT_EQ(effects_.jobs.size(), 1u);
+  gate_.on_disconnect(cid, &handles_[cid]);
+  publish(cid, topic, request);  // its will, judged by the names alone
+  EXPECT_EQ(effects_.jobs.size(), 1u);
+}
+
+// A session keeps a pointer to its account's rules: it must follow a change of the rules, a reload of the whole
+// registry (which frees the old entries; ASan would catch a stale read) and a removal.
+TEST_F(GateTest, AccountAclFollowsChangesReloadsAndRemovalOfTheAccount) {
+  ASSERT_TRUE(login("app-1", "operator", "s3cret-pass"));
+  auto reads = [&](std::string_view topic) {
+    return gate_.check_acl("app-1", &handles_["app-1"], "operator", Access::read, topic);
+  };
+  EXPECT_TRUE(reads("/sys/A/B/C/uplink"));
+  EXPECT_FALSE(reads("apps/x"));
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::account, "operator",
+                               Fields{{"password_hash", kOpPassHash}, {"rules", R"(["read apps/#"])"}}});
+  EXPECT_FALSE(reads("/sys/A/B/C/uplink"));
+  EXPECT_TRUE(reads("apps/x"));
+  auto reg = std::make_unique<Registry>();
+  Account op;
+  op.name = "operator";
+  op.password_hash = parse_pbkdf2_hash(kOpPassHash);
+  op.rules = {*parse_account_rule("read fleet/#")};
+  reg->put_account(op);
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  EXPECT_FALSE(reads("apps/x"));
+  EXPECT_TRUE(reads("fleet/x"));
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::account, "operator", std::nullopt});
+  EXPECT_FALSE(reads("fleet/x"));  // until the broker closes the connection it asked to kick
 }
 
 TEST_F(GateTest, AccountsAndEmuGateways) {
@@ -460,7 +515,7 @@ TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {
 TEST_F(GateTest, PendingSecretIsNotSentToAnotherConnectionWithTheSameClientId) {
   int first = 0, second = 0;
   ASSERT_TRUE(login("KP1", "NEW1", "prodsecret", &first));
-  gate_.on_message("KP1", &first, "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"a"})");
+  publish("KP1", "/sys/KP1/NEW1/thing/register/post", R"({"CMD":20,"ID":"a"})", &first);
   ASSERT_EQ(effects_.jobs.size(), 1u);
   StoreJob job = effects_.jobs[0];
   ASSERT_TRUE(login("KP1", "KD1", "devsecret1", &second));  // takeover of client id "KP1" by another device
@@ -474,7 +529,7 @@ TEST_F(GateTest, PendingSecretIsNotSentToAnotherConnectionWithTheSameClientId) {
 TEST_F(GateTest, StoreErrorsAreLoggedOnlyAsKnownCodes) {
   std::string cid = "BB30C505-NEWDEV03";
   ASSERT_TRUE(login(cid, "AUTH-7ED01E2A-BB30C505", kKey));
-  gate_.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth",
+  publish(cid, "/sys/device/auth",
                    R"({"MessageId":5,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"BB30C505","NodeEui":"NEWDEV03","Type":0},"Version":"2.0"})");
   ASSERT_EQ(effects_.jobs.size(), 1u);
   gate_.on_result(StoreResult{effects_.jobs[0].token, false, "leaked-secret-text", std::nullopt});
@@ -494,7 +549,8 @@ TEST_F(GateTest, DeeplyNestedPayloadIsRefusedWithoutRecursion) {
   std::string cid = std::string(kPid) + "-" + kEui;
   ClientInfo c{cid, std::string_view("AUTH-7ED01E2A-AA30C505"), "", &handles_[cid]};
   ASSERT_TRUE(gate.authenticate(c, std::string_view(kKey)));
-  EXPECT_EQ(gate.on_message(cid.c_str(), &handles_[cid], "/sys/device/auth", std::string(4 * 1024 * 1024, '[')), Verdict::drop);
+  EXPECT_EQ(gate.on_publish(cid.c_str(), &handles_[cid], "AUTH-7ED01E2A-AA30C505", "/sys/device/auth",
+                            std::string(4 * 1024 * 1024, '[')), Verdict::drop);
   EXPECT_TRUE(fx.published.empty());
 }
 
