@@ -54,8 +54,8 @@ else
   PASS=20000
   CONNECT_REPS=4
   PUB_DEVICES=1000
-  PUB_SECS=10
-  PUB_REPS=5
+  PUB_SECS=6           # short runs, many rounds: the host's load drifts less within a round
+  PUB_REPS=9
   LIERDA_REPS=2
   NOWRITE_REPS=2
   OTA_DEVICES=1000
@@ -304,7 +304,8 @@ connect_pass() {  # connect_pass BROKER PASS FIRST
     lg connect --port "${PORT[$b]}" --count "$PASS" --first "$first" --concurrency "$CONCURRENCY" \
       --threads 2 --login "$(login_of "$b")" --label "$b" --scenario "connect-$pass" --pass "$pass" \
       --cpu "$(cpu_of "$b")" --deadline 600 || log "connect $b $pass: not every login succeeded"
-    line=$LINE
+    # The round pairs this run with the other brokers' runs of the same repetition (the report's paired ratios).
+    line=$([[ -n $LINE ]] && sed "s/^{/{\"round\":$round,/" <<<"$LINE")
     [[ $b == iotgate ]] && quiesce
     sleep 1.2   # type-1 timestamps must be later than the devices' last disconnect (whole seconds)
     if (( attempt < ATTEMPTS )) && noisy "$line" seconds; then
@@ -362,8 +363,8 @@ scenario_connect_nowrites() {
 
 # Publish: PUB_DEVICES devices each publish on /sys/OID/PID/EUI/uplink; one subscriber on /sys/# (the service
 # account on iotgate, anonymous on plain) counts deliveries. At most 20,000 messages in flight end to end.
-publish_run() {  # publish_run BROKER QOS SCENARIO [extra loadgen args]
-  local b=$1 qos=$2 sc=$3 attempt line; shift 3
+publish_run() {  # publish_run BROKER QOS SCENARIO ROUND [extra loadgen args]
+  local b=$1 qos=$2 sc=$3 round=$4 attempt line; shift 4
   local sub=()
   [[ $b == iotgate ]] && sub=(--sub-user "$SUB_USER" --sub-pass "$SUB_PASS")
   for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
@@ -387,7 +388,7 @@ scenario_publish() {  # scenario_publish SCENARIO QOS REPS [extra loadgen args]
   local brokers=(${PUB_BROKERS:-plain iotgate})
   for ((rep = 0; rep < reps; rep++)); do
     for ((k = 0; k < ${#brokers[@]}; k++)); do
-      publish_run "${brokers[(rep + k) % ${#brokers[@]}]}" "$qos" "$sc" "$@"
+      publish_run "${brokers[(rep + k) % ${#brokers[@]}]}" "$qos" "$sc" "$rep" "$@"
     done
   done
 }
@@ -435,7 +436,7 @@ scenario_hold() {
 # Redis stalled: SIGSTOP redis-server for STALL_FOR s during a QoS 0 publish run on iotgate; meanwhile log in
 # STALL_LOGINS known devices (not among the publishers).
 scenario_stall() {
-  publish_run iotgate 0 stall --duration "$STALL_SECS" --stall-pid "${PID[redis]}" --stall-at "$STALL_AT" \
+  publish_run iotgate 0 stall 0 --duration "$STALL_SECS" --stall-pid "${PID[redis]}" --stall-at "$STALL_AT" \
     --stall-for "$STALL_FOR" --stall-logins "$STALL_LOGINS" --stall-first $((DEVICES - STALL_LOGINS))
   kill -CONT "${PID[redis]}" 2>/dev/null || true
   quiesce
