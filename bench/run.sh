@@ -304,8 +304,7 @@ connect_pass() {  # connect_pass BROKER PASS FIRST
     lg connect --port "${PORT[$b]}" --count "$PASS" --first "$first" --concurrency "$CONCURRENCY" \
       --threads 2 --login "$(login_of "$b")" --label "$b" --scenario "connect-$pass" --pass "$pass" \
       --cpu "$(cpu_of "$b")" --deadline 600 || log "connect $b $pass: not every login succeeded"
-    # The round pairs this run with the other brokers' runs of the same repetition (the report's paired ratios).
-    line=$([[ -n $LINE ]] && sed "s/^{/{\"round\":$round,/" <<<"$LINE")
+    line=$LINE
     [[ $b == iotgate ]] && quiesce
     sleep 1.2   # type-1 timestamps must be later than the devices' last disconnect (whole seconds)
     if (( attempt < ATTEMPTS )) && noisy "$line" seconds; then
@@ -370,7 +369,8 @@ publish_run() {  # publish_run BROKER QOS SCENARIO ROUND [extra loadgen args]
   for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
     lg publish --port "${PORT[$b]}" --devices "$PUB_DEVICES" --first 0 --qos "$qos" --warmup 2 \
       --label "$b" --scenario "$sc" --cpu "$(cpu_of "$b")" "${sub[@]}" "$@" || log "publish $b $sc failed"
-    line=$LINE
+    # The round pairs this run with the other brokers' runs of the same repetition (the report's paired ratios).
+    line=${LINE:+$(sed "s/^{/{\"round\":$round,/" <<<"$LINE")}
     [[ $b == iotgate ]] && quiesce
     sleep 1.5
     if (( attempt < ATTEMPTS )) && noisy "$line" duration; then
