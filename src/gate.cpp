@@ -867,7 +867,7 @@ void Gate::on_shutdown() {
   sessions_.clear();
 }
 
-// The session's device pointer saves a lookup among all devices, unless a removal or reload made it stale.
+// The session's device and account pointers save a lookup per use, unless a removal or reload made them stale.
 void Gate::refresh_entries(Session& s) {
   if (s.entries_epoch == entries_epoch_) return;
   const Identity& id = s.identity;
