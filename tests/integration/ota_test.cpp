@@ -119,6 +119,28 @@ TEST_F(OtaFlowTest, LierdaReportNotifyAckNewVersionSuccess) {
 }
 
 // A device's periodic reports of an unchanged version are acked but stored once per connection.
+// iotgate answers the platform's topics in the broker's WRITE check, which mosquitto also runs for wills. A will is
+// no PUBLISH of a live session: it is delivered like any message its sender may publish, and never answered. Here
+// the will of a connection replaced by a second one with the same client id, which mosquitto checks with the old
+// connection while the new one already holds the session (an answer would reach the new connection).
+TEST_F(OtaFlowTest, AWillOnTheReportTopicIsDeliveredButNotAnswered) {
+  const std::string eui = "OTADEV003";
+  auto obs = observer(prefix(eui) + "#");
+  const V2Creds creds = v2_creds(kPid, eui, kSecret, 0, 1);
+  const std::string will =
+      R"({"MessageId":41,"HeaderCtrl":8,"Payload":{"HardVer":"h1","SoftVer":"1.0","Type":2},"Version":"2.0"})";
+  MqttClient replaced(creds.client_id);
+  replaced.set_will(prefix(eui) + "firmware_report", will, 1);
+  ASSERT_EQ(replaced.connect(broker->port(), creds.username, creds.password), 0);
+  MqttClient live(creds.client_id);
+  ASSERT_EQ(live.connect(broker->port(), creds.username, creds.password), 0);
+  auto delivered = obs->wait_message(prefix(eui) + "firmware_report", seconds(3));
+  ASSERT_TRUE(delivered) << "the will was not delivered";
+  EXPECT_EQ(delivered->payload, will);
+  EXPECT_FALSE(live.wait_message(prefix(eui) + "firmware_report_ack", milliseconds(800))) << "a will was answered";
+  report(live, eui, "1.0");  // the live connection's own report is answered
+}
+
 TEST_F(OtaFlowTest, RepeatedReportsAreStoredOncePerConnection) {
   const std::string version_key = "iotgate:ota:version:" + kPid + ":OTADEV003";
   auto stored = [&] { return redis.cli({"HGET", version_key, "default"}); };
