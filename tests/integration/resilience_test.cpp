@@ -79,6 +79,18 @@ class RedisOutageTest : public StackTest {
   }
   const std::string uplink = "/sys/" + kOpenid + "/" + kPid + "/" + kEui + "/uplink";
   const std::string offline_key = "iotgate:last_offline:" + kPid;  // device -> last offline time
+  // The device's stored last offline time once it reaches `ts` (a held write landing), or what is stored after
+  // 10 s ("" for nothing).
+  std::string offline_time_reaching(int64_t ts) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::string offline;
+    while (std::chrono::steady_clock::now() < deadline) {
+      offline = redis.cli({"HGET", offline_key, kEui});
+      if (!offline.empty() && std::stoll(offline) >= ts) break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return offline;
+  }
 };
 
 TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLandWhenItReturns) {
@@ -102,13 +114,7 @@ TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLand
   std::this_thread::sleep_for(milliseconds(300));
   redis.start();  // same port, data from the AOF
   EXPECT_TRUE(log_has("redis reachable again|iotgate: reloaded", std::chrono::seconds(10)));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::string offline;
-  while (std::chrono::steady_clock::now() < deadline) {
-    offline = redis.cli({"HGET", offline_key, kEui});
-    if (!offline.empty() && std::stoll(offline) >= ts) break;
-    std::this_thread::sleep_for(milliseconds(100));
-  }
+  std::string offline = offline_time_reaching(ts);
   ASSERT_FALSE(offline.empty()) << "held write never applied";
   EXPECT_GE(std::stoll(offline), ts);
   EXPECT_EQ(redis.cli({"HGET", "iotgate:product:" + kPid, "protocol"}), "lierda");  // nothing stored was lost
@@ -161,13 +167,7 @@ TEST_F(RedisOutageTest, HeldWritesSurviveARedisStillLoadingItsData) {
   auto restarted = std::chrono::steady_clock::now();
   redis.start();  // returns once PING answers PONG, after the load
   EXPECT_GT(std::chrono::steady_clock::now() - restarted, std::chrono::seconds(2)) << "Redis loaded too fast";
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::string offline;
-  while (std::chrono::steady_clock::now() < deadline) {
-    offline = redis.cli({"HGET", offline_key, kEui});
-    if (!offline.empty() && std::stoll(offline) >= ts) break;
-    std::this_thread::sleep_for(milliseconds(100));
-  }
+  std::string offline = offline_time_reaching(ts);
   ASSERT_FALSE(offline.empty()) << "held write never applied";
   EXPECT_GE(std::stoll(offline), ts);
 }
