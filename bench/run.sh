@@ -560,7 +560,7 @@ log "redis stalled for $STALL_FOR s"
 scenario_stall
 log "OTA: $OTA_DEVICES devices, firmware reports at $OTA_RATE/s for $OTA_SECS s, then saturated for $OTA_SECS s"
 scenario_ota   # last: it restarts the brokers with set_tcp_nodelay true
-log "the core's three calls per delivered message in a warm loop (iotgate_gate_micro)"
+log "the core's two calls per delivered message in a warm loop (iotgate_gate_micro)"
 nice -n "$NICE" "$BUILD/iotgate_gate_micro" | record || die "iotgate_gate_micro failed"
 
 "$LOADGEN" report --results "$RESULTS" > "${RESULTS%.jsonl}.md"

@@ -182,8 +182,8 @@ class Gate {
   bool loaded_ = false;
   // Looked up by connection and id on every ACL check and message; no string is built per lookup.
   Sessions sessions_;
-  // Device pointers kept in sessions stay valid until a removal or a reload changes this.
-  uint64_t entries_epoch_ = 0;  // raised when registry entries may have been freed (a removal, a reload)
+  // The device and account pointers kept in sessions stay valid until a removal or a reload raises this.
+  uint64_t entries_epoch_ = 0;
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.
