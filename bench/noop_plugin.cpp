@@ -1,7 +1,14 @@
 // A control for bench/run.sh: a mosquitto plugin that registers the callbacks iotgate registers (BASIC_AUTH,
 // ACL_CHECK, DISCONNECT, TICK) and answers each at once. Publishing through it against plain mosquitto
 // shows what the plugin interface itself costs per message, apart from iotgate's own work.
+// `plugin_opt_thread shared` also starts one idle thread that shares the broker's descriptor table, as any
+// plugin thread does unless it unshares it (iotgate's do, see src/worker.cpp): what that costs the broker.
 #include <mosquitto.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
 #include <mosquitto_broker.h>
 #pragma GCC visibility push(default)  // the build hides every symbol; the broker looks these up
 #include <mosquitto_plugin.h>
@@ -16,8 +23,13 @@ constexpr int kEvents[] = {MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_ACL_CHECK, MOSQ_EVT_DIS
 extern "C" {
 int mosquitto_plugin_version(int, const int*) { return 5; }
 
-int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**, struct mosquitto_opt*, int) {
+int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**, struct mosquitto_opt* opts, int opt_count) {
   g_id = id;
+  for (int i = 0; i < opt_count; ++i)
+    if (opts[i].key && opts[i].value && !std::strcmp(opts[i].key, "thread") && !std::strcmp(opts[i].value, "shared"))
+      std::thread([] {
+        for (;;) pause();
+      }).detach();
   for (int event : kEvents)
     if (mosquitto_callback_register(g_id, event, allow, nullptr, nullptr) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_UNKNOWN;
   mosquitto_log_printf(MOSQ_LOG_NOTICE, "noop plugin: loaded");
