@@ -233,6 +233,7 @@ start_broker() {
       pwfile) echo "allow_anonymous false"; echo "password_file $WORK/passwords" ;;
       noop) echo "allow_anonymous false"; echo "plugin $NOOP_PLUGIN" ;;
       noopthread) echo "allow_anonymous false"; echo "plugin $NOOP_PLUGIN"; echo "plugin_opt_thread shared" ;;
+      noopown) echo "allow_anonymous false"; echo "plugin $NOOP_PLUGIN"; echo "plugin_opt_thread own" ;;
       iotgate)
         echo "allow_anonymous false"
         echo "plugin $PLUGIN"
@@ -268,7 +269,7 @@ quiesce() {
   log "redis still busy after 120 s"
 }
 
-for b in plain iotgate pwfile noop noopthread; do start_broker "$b"; done
+for b in plain iotgate pwfile noop noopthread noopown; do start_broker "$b"; done
 log "brokers: plain :${PORT[plain]}, iotgate :${PORT[iotgate]}, password_file :${PORT[pwfile]}; redis :$REDIS_PORT"
 
 cpu_of() { echo "broker=${PID[$1]},redis=${PID[redis]}"; }
@@ -550,9 +551,10 @@ scenario_connect
 log "diagnostic: warm passes on iotgate with redis-server stopped (no login/logout writes sent)"
 scenario_connect_nowrites
 log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
-# With two controls: mosquitto with a plugin that registers the same callbacks and does nothing
-# (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table.
-PUB_BROKERS="plain iotgate noop noopthread" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
+# With three controls: mosquitto with a plugin that registers the same callbacks and does nothing
+# (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table, or
+# that has one of its own (as iotgate's threads).
+PUB_BROKERS="plain iotgate noop noopthread noopown" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
 scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
 log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
 scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda
