@@ -1776,25 +1776,25 @@ int mode_report(Options& o) {
   }
   {
     std::string sc = "publish-qos0";
-    if (!values(sc, "noop", "delivered_rate").empty())
-      std::printf("| control: publish QoS 0 through mosquitto with a plugin that registers the same callbacks and "
-                  "returns at once (bench/noop_plugin.cpp; msg/s delivered, median (min-max) of %zu; column: no-op "
-                  "plugin; ratio per round) | %s | %s | | %s | | |\n",
-                  values(sc, "noop", "delivered_rate").size(), spread(sc, "plain", "delivered_rate").c_str(),
-                  spread(sc, "noop", "delivered_rate").c_str(),
-                  paired_spread(paired_ratios(sc, "noop", "delivered_rate")).c_str());
-    // The no-op plugin with one idle thread: sharing the broker's descriptor table, or with a table of its own
-    // as iotgate's threads take (src/worker.cpp).
-    const std::pair<const char*, const char*> thread_controls[] = {
-        {"noopthread", "one idle thread that shares the broker's file descriptor table"},
-        {"noopown", "one idle thread with a descriptor table of its own, as iotgate's threads"}};
-    for (const auto& [label, what] : thread_controls)
-      if (!values(sc, label, "delivered_rate").empty())
-        std::printf("| control: the same no-op plugin with %s (msg/s delivered, median (min-max) of %zu; column: "
-                    "that plugin; ratio per round) | %s | %s | | %s | | |\n",
-                    what, values(sc, label, "delivered_rate").size(), spread(sc, "plain", "delivered_rate").c_str(),
-                    spread(sc, label, "delivered_rate").c_str(),
-                    paired_spread(paired_ratios(sc, label, "delivered_rate")).c_str());
+    // The no-op plugin (bench/noop_plugin.cpp), alone and with one idle thread: sharing the broker's descriptor
+    // table, or with a table of its own as iotgate's threads take (src/worker.cpp).
+    struct Control {
+      const char *label, *what, *source, *column;
+    };
+    const Control controls[] = {
+        {"noop", "publish QoS 0 through mosquitto with a plugin that registers the same callbacks and returns at once",
+         "bench/noop_plugin.cpp; ", "no-op plugin"},
+        {"noopthread", "the same no-op plugin with one idle thread that shares the broker's file descriptor table", "",
+         "that plugin"},
+        {"noopown", "the same no-op plugin with one idle thread with a descriptor table of its own, as iotgate's threads",
+         "", "that plugin"}};
+    for (const Control& c : controls)
+      if (!values(sc, c.label, "delivered_rate").empty())
+        std::printf("| control: %s (%smsg/s delivered, median (min-max) of %zu; column: %s; ratio per round) | %s | "
+                    "%s | | %s | | |\n",
+                    c.what, c.source, values(sc, c.label, "delivered_rate").size(), c.column,
+                    spread(sc, "plain", "delivered_rate").c_str(), spread(sc, c.label, "delivered_rate").c_str(),
+                    paired_spread(paired_ratios(sc, c.label, "delivered_rate")).c_str());
   }
   for (const auto& r : rows)
     if (str_at(*r, "mode") == "gate-micro")

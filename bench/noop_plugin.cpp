@@ -33,7 +33,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**, struct mosquitto_op
     const bool own = !std::strcmp(opts[i].value, "own");
     if (own || !std::strcmp(opts[i].value, "shared"))
       std::thread([own] {
-        if (own) unshare(CLONE_FILES);
+        // As src/worker.cpp: a copy of the table, without the broker's descriptors in it.
+        if (own && unshare(CLONE_FILES) == 0) close_range(3, ~0U, 0);
         for (;;) pause();
       }).detach();
   }
