@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -73,7 +74,7 @@ int64_t unix_now() {
 class Options {
  public:
   Options(int argc, char** argv, int first) {
-    static const std::set<std::string> kFlags = {"--keep", "--quiet", "--echo"};
+    static const std::set<std::string> kFlags = {"--keep", "--quiet", "--echo", "--spin"};
     for (int i = first; i < argc; ++i) {
       std::string a = argv[i];
       if (a.rfind("--", 0) != 0) die("unexpected argument '" + a + "'");
@@ -496,6 +497,16 @@ struct Worker {
     sync(c);
   }
 
+  // Takes the conn's socket out of this worker's epoll set: the caller reads and writes it from now on (RawIo).
+  // libmosquitto still owns it and closes it in destroy().
+  int release(Conn* c) {
+    if (c->closed || c->fd < 0) return -1;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
+    int fd = c->fd;
+    c->fd = -1;
+    return fd;
+  }
+
   void destroy(Conn* c) {
     if (c->ready) ready.erase(std::remove(ready.begin(), ready.end(), c), ready.end());
     if (!c->closed && c->fd >= 0 && mosquitto_socket(c->mosq) == c->fd) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
@@ -892,18 +903,266 @@ Conn* open_subscriber(Worker& w, const Creds& creds, const std::string& filter, 
   return c;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Raw MQTT 3.1.1 I/O for the publish mode. Devices and the subscriber log in with libmosquitto (the same CONNECT
+// as every other mode), then RawIo takes their sockets over: pre-built PUBLISH packets, several per send(), and
+// deliveries counted from large reads, all on one thread. libmosquitto's calls per message (a publish, a read of
+// each packet's header and body) cost the load generator about as much CPU as the broker spends on the message;
+// raw I/O costs a fraction of it, so a broker on a CPU of its own (bench/run.sh) is the only bottleneck and its
+// rate is its own cost per message. With `spin` the thread never sleeps: a reader asleep in epoll_wait makes
+// the broker pay for waking it (an inter-processor interrupt, several microseconds in a VM) on its own CPU.
+
+// Calls f(first_byte, body, body_len) for each whole packet at the start of [data, data + len); returns the
+// bytes those packets take (the rest is a packet not yet complete).
+template <typename F>
+size_t for_each_packet(const uint8_t* data, size_t len, F&& f) {
+  size_t pos = 0;
+  while (len - pos >= 2) {
+    size_t body = 0, i = pos + 1;
+    int shift = 0;
+    bool complete = false;
+    while (i < len && shift <= 21) {
+      uint8_t b = data[i++];
+      body |= static_cast<size_t>(b & 0x7F) << shift;
+      shift += 7;
+      if (!(b & 0x80)) {
+        complete = true;
+        break;
+      }
+    }
+    if (!complete) {
+      if (shift > 21) die("malformed remaining length from the broker");
+      break;
+    }
+    if (len - i < body) break;
+    f(data[pos], data + i, body);
+    pos = i + body;
+  }
+  return pos;
+}
+
+void put_remaining_length(std::string& out, size_t n) {
+  do {
+    uint8_t b = n & 0x7F;
+    n >>= 7;
+    out.push_back(static_cast<char>(n ? b | 0x80 : b));
+  } while (n);
+}
+
+// PUBLISH, MQTT 3.1.1, no DUP or RETAIN; QoS 1 with packet id 0 (patched per message at *id_at).
+std::string publish_packet(const std::string& topic, const std::vector<char>& payload, int qos, size_t* id_at) {
+  std::string p;
+  p.push_back(static_cast<char>(qos ? 0x32 : 0x30));
+  put_remaining_length(p, 2 + topic.size() + (qos ? 2 : 0) + payload.size());
+  p.push_back(static_cast<char>(topic.size() >> 8));
+  p.push_back(static_cast<char>(topic.size() & 0xFF));
+  p += topic;
+  if (qos) {
+    *id_at = p.size();
+    p.append(2, '\0');
+  }
+  p.append(payload.begin(), payload.end());
+  return p;
+}
+
+struct RawConn {
+  Conn* conn = nullptr;  // libmosquitto's client: it logged in, and closes the socket at the end
+  int fd = -1;
+  bool closed = false;
+  int inflight = 0;        // QoS 1 publishes not yet acknowledged
+  uint16_t next_id = 0;
+  std::string packet;      // this device's PUBLISH; QoS 1: packet id at id_at
+  size_t id_at = 0;
+  std::string burst;       // QoS 0: `burst` copies of packet, sent whole or in part
+  std::string pending;     // bytes a send() did not take; they go first
+  std::vector<uint8_t> partial;  // a packet read in part
+};
+
+struct RawIo {
+  int qos = 0;
+  int burst = 4;           // PUBLISH packets per send()
+  int client_window = 10;  // QoS 1: most unacknowledged per device
+  long window = 20000;     // most messages sent and not yet delivered
+  bool spin = false;
+  std::atomic<long> sent{0}, received{0}, acked{0}, device_rx{0}, dropped{0};
+  std::vector<uint32_t>* bins = nullptr;  // deliveries per 10 ms from t0
+  TimePoint t0;
+  RawConn sub;
+  std::vector<RawConn> pubs;
+  int ep = -1;
+  std::vector<uint8_t> buf = std::vector<uint8_t>(256 * 1024);
+  std::string scratch;
+
+  RawIo() {
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die(std::string("epoll_create1: ") + std::strerror(errno));
+  }
+  ~RawIo() { ::close(ep); }
+
+  void add(RawConn& c) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &c;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev) != 0) die(std::string("epoll_ctl ADD: ") + std::strerror(errno));
+  }
+  void lose(RawConn& c) {
+    if (c.closed) return;
+    c.closed = true;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
+    if (&c != &sub) dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Writes c.pending; true when all of it went.
+  bool flush(RawConn& c) {
+    while (!c.pending.empty() && !c.closed) {
+      ssize_t n = ::send(c.fd, c.pending.data(), c.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        c.pending.erase(0, static_cast<size_t>(n));
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return false;
+      } else if (!(n < 0 && errno == EINTR)) {
+        lose(c);
+      }
+    }
+    return c.pending.empty();
+  }
+  // Sends bytes after whatever is pending; the part the socket does not take is kept.
+  void write(RawConn& c, const char* data, size_t len) {
+    if (c.closed) return;
+    if (c.pending.empty()) {
+      ssize_t n = ::send(c.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n == static_cast<ssize_t>(len)) return;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        lose(c);
+        return;
+      }
+      size_t done = n > 0 ? static_cast<size_t>(n) : 0;
+      c.pending.assign(data + done, len - done);
+      return;
+    }
+    c.pending.append(data, len);
+    flush(c);
+  }
+  static void puback(std::string& out, const uint8_t* id) {
+    const char ack[4] = {0x40, 0x02, static_cast<char>(id[0]), static_cast<char>(id[1])};
+    out.append(ack, 4);
+  }
+  // QoS > 0 PUBLISH: its packet id (after the topic).
+  static const uint8_t* packet_id(const uint8_t* body, size_t len) {
+    if (len < 2) return nullptr;
+    size_t topic = (static_cast<size_t>(body[0]) << 8) | body[1];
+    return len >= 2 + topic + 2 ? body + 2 + topic : nullptr;
+  }
+
+  // Reads what the socket has; returns the bytes read.
+  size_t read(RawConn& c) {
+    size_t total = 0;
+    for (int round = 0; round < 8 && !c.closed; ++round) {
+      size_t have = c.partial.size();
+      if (have) std::memcpy(buf.data(), c.partial.data(), have);
+      ssize_t n = ::recv(c.fd, buf.data() + have, buf.size() - have, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        lose(c);
+        break;
+      }
+      if (n < 0) break;
+      total += static_cast<size_t>(n);
+      size_t len = have + static_cast<size_t>(n);
+      scratch.clear();
+      long publishes = 0;
+      size_t used = for_each_packet(buf.data(), len, [&](uint8_t first, const uint8_t* body, size_t body_len) {
+        uint8_t type = first >> 4;
+        if (type == 3) {  // PUBLISH: a delivery (subscriber) or a platform answer (device)
+          publishes++;
+          if ((first >> 1) & 3) {
+            const uint8_t* id = packet_id(body, body_len);
+            if (id) puback(scratch, id);
+          }
+        } else if (type == 4 && &c != &sub && c.inflight > 0) {  // PUBACK of a device's QoS 1 publish
+          c.inflight--;
+          acked.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+      c.partial.assign(buf.data() + used, buf.data() + len);
+      if (publishes) {
+        if (&c == &sub) {
+          received.fetch_add(publishes, std::memory_order_relaxed);
+          auto idx = static_cast<size_t>(std::max(0.0, seconds_between(t0, Clock::now())) * 100);
+          if (idx < bins->size()) (*bins)[idx] += static_cast<uint32_t>(publishes);
+        } else {
+          device_rx.fetch_add(publishes, std::memory_order_relaxed);
+        }
+      }
+      if (!scratch.empty()) write(c, scratch.data(), scratch.size());
+      if (static_cast<size_t>(n) < buf.size() - have) break;  // drained
+    }
+    return total;
+  }
+
+  // A burst from one device, within the windows; returns the messages sent.
+  long publish_from(RawConn& c) {
+    if (c.closed || (!c.pending.empty() && !flush(c))) return 0;
+    long room = window - (sent.load(std::memory_order_relaxed) - received.load(std::memory_order_relaxed));
+    long k = std::min<long>(burst, room);
+    if (qos == 1) k = std::min<long>(k, client_window - c.inflight);
+    if (k <= 0) return 0;
+    if (qos == 0) {
+      write(c, c.burst.data(), c.packet.size() * static_cast<size_t>(k));
+    } else {
+      scratch.clear();
+      for (long i = 0; i < k; ++i) {
+        if (++c.next_id == 0) c.next_id = 1;
+        size_t at = scratch.size() + c.id_at;
+        scratch += c.packet;
+        scratch[at] = static_cast<char>(c.next_id >> 8);
+        scratch[at + 1] = static_cast<char>(c.next_id & 0xFF);
+      }
+      c.inflight += static_cast<int>(k);
+      write(c, scratch.data(), scratch.size());
+    }
+    sent.fetch_add(k, std::memory_order_relaxed);
+    return k;
+  }
+
+  // Until `stop`: reads everything that arrives, and publishes between pub_start and pub_end.
+  void run(TimePoint pub_start, TimePoint pub_end, const std::atomic<bool>& stop) {
+    epoll_event evs[512];
+    size_t rr = 0;
+    bool busy = true;
+    while (!stop && !g_stop) {
+      int n = epoll_wait(ep, evs, 512, spin || busy ? 0 : 1);
+      busy = n > 0;
+      for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<RawConn*>(evs[i].data.ptr);
+        read(*c);
+        if (!c->pending.empty()) flush(*c);
+      }
+      auto now = Clock::now();
+      if (now < pub_start || now >= pub_end || pubs.empty()) continue;
+      for (size_t k = 0; k < std::min<size_t>(pubs.size(), 64); ++k) {
+        RawConn& c = pubs[rr];
+        rr = rr + 1 == pubs.size() ? 0 : rr + 1;
+        if (publish_from(c)) busy = true;
+      }
+    }
+  }
+};
+
 // Publish throughput: K devices publish on their own topics, one subscriber on /sys/# counts deliveries.
 int mode_publish(Options& o) {
   Fleet fleet(o);
   std::string host = o.str("host", "127.0.0.1");
   int port = static_cast<int>(o.num("port", 1883));
   long devices = o.num("devices", 1000), first = o.num("first", 0);
-  int threads = static_cast<int>(o.num("threads", 1));
+  int threads = static_cast<int>(o.num("threads", 1));  // for the devices' logins
   int qos = static_cast<int>(o.num("qos", 0));
   Login kind = parse_login(o.str("login", "v2t1"));
   double warmup = o.real("warmup", 2), duration = o.real("duration", 10), drain = o.real("drain", 10);
-  long window = o.num("window", 20000);       // most messages published and not yet delivered
-  int client_window = static_cast<int>(o.num("client-window", 10));  // QoS 1: most unacknowledged per device
+  RawIo io;
+  io.qos = qos;
+  io.window = o.num("window", 20000);
+  io.client_window = static_cast<int>(o.num("client-window", 10));
+  io.burst = static_cast<int>(o.num("burst", 4));
+  io.spin = o.flag("spin");
   size_t payload_size = static_cast<size_t>(o.num("payload", 64));
   // opaque: payload_size bytes of 'x' (no platform answer); lierda: a V2 uplink frame, which iotgate answers
   // with an uplink_ack (QoS 1) to the device when plugin_opt_lierda_acks is on.
@@ -922,10 +1181,19 @@ int mode_publish(Options& o) {
   std::string head = common_json("publish", o);
   o.check_all_used();
   if (qos != 0 && qos != 1) die("--qos must be 0 or 1");
+  if (io.burst < 1 || io.client_window < 1 || io.window < 1) die("--burst, --client-window and --window must be >= 1");
   if (stall_pid && stall_at + stall_for > duration) die("the stall must end within --duration");
 
-  std::atomic<long> sent{0}, received{0}, acked{0}, pub_errors{0};
-  // Subscriber: one client on its own thread; deliveries counted in 10 ms bins from t0.
+  std::vector<char> payload(payload_size, 'x');
+  if (payload_kind == "lierda") {
+    std::string frame = "{\"MessageId\":1,\"HeaderCtrl\":4,\"Payload\":{\"data\":\"" +
+                        std::string(payload_size > 60 ? payload_size - 60 : 4, 'A') + "\"},\"Version\":\"2.0\"}";
+    payload.assign(frame.begin(), frame.end());
+  } else if (payload_kind != "opaque") {
+    die("--payload-kind must be opaque or lierda");
+  }
+
+  // Log in: the subscriber, then every device (kept), each with libmosquitto; then their sockets go to RawIo.
   Worker sub;
   sub.host = host;
   sub.port = port;
@@ -935,100 +1203,39 @@ int mode_publish(Options& o) {
     sc.username = sub_user;
     sc.password = sub_pass;
   }
-  TimePoint t0 = Clock::now();  // reset below, before publishing starts
-  const double total = warmup + duration + drain + 5;
-  std::vector<uint32_t> bins(static_cast<size_t>(total * 100) + 10, 0);
-  std::atomic<bool> t0_set{false};
-  sub.on_message = [&](Conn*, const mosquitto_message*) {
-    received.fetch_add(1, std::memory_order_relaxed);
-    if (t0_set.load(std::memory_order_acquire)) {
-      auto idx = static_cast<size_t>(std::max(0.0, seconds_between(t0, Clock::now())) * 100);
-      if (idx < bins.size()) bins[idx]++;
-    }
-  };
   Conn* sconn = open_subscriber(sub, sc, sub_filter, qos, "subscriber");
-  std::atomic<bool> sub_stop{false};
-  std::thread sub_thread([&] {
-    while (!sub_stop) sub.poll(5);
-  });
-
-  // Publishers: connect all devices first (kept), then publish from `pub_start` to `pub_end`.
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::vector<Conn*>> kept;
   StormResult conn_r = run_storm(spec, threads, host, port, workers, kept);
   long up = 0;
   for (auto& k : kept) up += static_cast<long>(k.size());
-  if (up == 0) {
-    sub_stop = true;
-    sub_thread.join();
-    die("no publisher connected (" + storm_json(conn_r) + ")");
+  if (up == 0) die("no publisher connected (" + storm_json(conn_r) + ")");
+  io.sub.conn = sconn;
+  io.sub.fd = sub.release(sconn);
+  io.pubs.reserve(static_cast<size_t>(up));
+  for (size_t t = 0; t < kept.size(); ++t) {
+    for (Conn* c : kept[t]) {
+      RawConn r;
+      r.conn = c;
+      r.fd = workers[t]->release(c);
+      if (r.fd < 0) continue;
+      r.packet = publish_packet(fleet.topic(c->device, "uplink"), payload, qos, &r.id_at);
+      if (qos == 0)
+        for (int i = 0; i < io.burst; ++i) r.burst += r.packet;
+      io.pubs.push_back(std::move(r));
+    }
   }
-  std::vector<char> payload(payload_size, 'x');
-  if (payload_kind == "lierda") {
-    std::string frame = "{\"MessageId\":1,\"HeaderCtrl\":4,\"Payload\":{\"data\":\"" +
-                        std::string(payload_size > 60 ? payload_size - 60 : 4, 'A') + "\"},\"Version\":\"2.0\"}";
-    payload.assign(frame.begin(), frame.end());
-  } else if (payload_kind != "opaque") {
-    die("--payload-kind must be opaque or lierda");
-  }
-  for (size_t t = 0; t < kept.size(); ++t)
-    for (Conn* c : kept[t]) c->topic = fleet.topic(c->device, "uplink");
-  std::atomic<long> device_rx{0};  // messages the publishing devices received (iotgate's uplink acks)
-  for (auto& w : workers) {
-    w->acked = &acked;
-    w->on_message = [&device_rx](Conn*, const mosquitto_message*) { device_rx.fetch_add(1, std::memory_order_relaxed); };
-  }
+  if (io.sub.fd < 0) die("the subscriber was disconnected");
+  io.add(io.sub);
+  for (auto& r : io.pubs) io.add(r);
 
-  t0 = after(Clock::now(), 0.2);
-  t0_set = true;
-  TimePoint pub_start = t0, win_start = after(t0, warmup), pub_end = after(win_start, duration);
-  std::atomic<long> disconnected{0};
-  std::vector<std::thread> pubs;
-  for (size_t t = 0; t < workers.size(); ++t) {
-    pubs.emplace_back([&, t] {
-      Worker& w = *workers[t];
-      std::vector<Conn*>& mine = kept[t];
-      size_t rr = 0;
-      bool idle = true;
-      while (!g_stop) {
-        auto now = Clock::now();
-        if (now >= pub_end) break;
-        w.poll(idle ? 1 : 0);
-        w.ready.clear();
-        if (now < pub_start) {
-          idle = true;
-          continue;
-        }
-        idle = true;
-        int budget = 256;
-        for (size_t k = 0; k < mine.size() && budget > 0; ++k) {
-          Conn* c = mine[rr];
-          rr = (rr + 1) % mine.size();
-          if (c->closed) continue;
-          if (mosquitto_want_write(c->mosq)) continue;  // socket full: wait for EPOLLOUT
-          if (qos == 1 && c->inflight >= client_window) continue;
-          if (sent.load(std::memory_order_relaxed) - received.load(std::memory_order_relaxed) >= window) break;
-          int rc = mosquitto_publish(c->mosq, nullptr, c->topic.c_str(), static_cast<int>(payload.size()),
-                                     payload.data(), qos, false);
-          if (rc != MOSQ_ERR_SUCCESS) {
-            pub_errors.fetch_add(1, std::memory_order_relaxed);
-            w.sync(c);
-            continue;
-          }
-          if (qos == 1) c->inflight++;
-          sent.fetch_add(1, std::memory_order_relaxed);
-          if (mosquitto_want_write(c->mosq)) w.sync(c);
-          budget--;
-          idle = false;
-        }
-      }
-      long gone = 0;
-      for (Conn* c : mine) gone += c->closed;
-      disconnected += gone;
-      // Keep reading (PUBACKs) until the main thread says stop.
-      while (!sub_stop && !g_stop) w.poll(5);
-    });
-  }
+  const double total = warmup + duration + drain + 5;
+  std::vector<uint32_t> bins(static_cast<size_t>(total * 100) + 10, 0);
+  io.bins = &bins;
+  io.t0 = after(Clock::now(), 0.2);
+  const TimePoint t0 = io.t0, win_start = after(t0, warmup), pub_end = after(win_start, duration);
+  std::atomic<bool> io_stop{false};
+  std::thread io_thread([&] { io.run(t0, pub_end, io_stop); });
 
   // Stall logins run on their own thread during the stall.
   StormResult stall_r;
@@ -1040,7 +1247,7 @@ int mode_publish(Options& o) {
   struct Sample {
     long sent, received;
   };
-  auto sample = [&] { return Sample{sent.load(), received.load()}; };
+  auto sample = [&] { return Sample{io.sent.load(), io.received.load()}; };
   cpu.begin();
   sleep_until(win_start);
   Sample s_win = sample();
@@ -1076,16 +1283,20 @@ int mode_publish(Options& o) {
   // Drain: wait until every message sent has been delivered (QoS 0 may be dropped by a broker: bounded wait).
   auto drain_end = after(Clock::now(), drain);
   while (Clock::now() < drain_end && !g_stop) {
-    if (received.load() >= sent.load() && (qos == 0 || acked.load() >= sent.load())) break;
+    if (io.received.load() >= io.sent.load() && (qos == 0 || io.acked.load() >= io.sent.load())) break;
     if (sleep_until(after(Clock::now(), 0.05))) break;
   }
-  sub_stop = true;
-  for (auto& t : pubs) t.join();
-  sub_thread.join();
+  io_stop = true;
+  io_thread.join();
   Sample s_final = sample();
-  std::vector<Conn*> subs{sconn};
-  sub.close_all(subs, 5);
-  for (size_t t = 0; t < workers.size(); ++t) workers[t]->close_all(kept[t], 10);
+  // DISCONNECT where no packet is half written, then libmosquitto closes the sockets.
+  const char disconnect[2] = {static_cast<char>(0xE0), 0};
+  io.write(io.sub, disconnect, io.sub.pending.empty() ? 2 : 0);
+  sub.destroy(sconn);
+  for (auto& r : io.pubs)
+    if (r.pending.empty()) io.write(r, disconnect, 2);
+  for (size_t t = 0; t < workers.size(); ++t)
+    for (Conn* c : kept[t]) workers[t]->destroy(c);
 
   // Rates and the longest delivery gap (10 ms bins) in [a, b) seconds after t0.
   auto bin_rate = [&](double a, double b) {
@@ -1106,13 +1317,14 @@ int mode_publish(Options& o) {
   double sent_rate = static_cast<double>(s_end.sent - s_win.sent) / duration;
   std::ostringstream j;
   j << head << ",\"port\":" << port << ",\"qos\":" << qos << ",\"devices\":" << devices << ",\"publishers_up\":" << up
-    << ",\"threads\":" << threads << ",\"payload\":" << payload.size() << ",\"payload_kind\":\"" << payload_kind << "\"" << ",\"window\":" << window
+    << ",\"threads\":" << threads << ",\"io\":\"raw\",\"burst\":" << io.burst << ",\"spin\":" << (io.spin ? "true" : "false")
+    << ",\"payload\":" << payload.size() << ",\"payload_kind\":\"" << payload_kind << "\"" << ",\"window\":" << io.window
     << ",\"warmup\":" << warmup << ",\"duration\":" << duration << ",\"sent\":" << (s_end.sent - s_win.sent)
     << ",\"delivered\":" << static_cast<long>(delivered_rate * duration + 0.5) << ",\"sent_rate\":" << fmt(sent_rate)
     << ",\"delivered_rate\":" << fmt(delivered_rate) << ",\"max_gap_ms\":" << max_gap_ms(w0, w1)
     << ",\"total_sent\":" << s_final.sent << ",\"total_received\":" << s_final.received
-    << ",\"undelivered\":" << (s_final.sent - s_final.received) << ",\"publish_errors\":" << pub_errors.load()
-    << ",\"publishers_dropped\":" << disconnected.load() << ",\"device_received\":" << device_rx.load() << ",\"connect\":{" << storm_json(conn_r) << "}"
+    << ",\"undelivered\":" << (s_final.sent - s_final.received) << ",\"publish_errors\":0"
+    << ",\"publishers_dropped\":" << io.dropped.load() << ",\"device_received\":" << io.device_rx.load() << ",\"connect\":{" << storm_json(conn_r) << "}"
     << ",\"cpu_ms\":" << cpu_json;
   std::string human = "publish " + o.str("label", "") + " qos" + std::to_string(qos) + ": " + std::to_string(up) +
                       " devices, " + fmt(delivered_rate, 0) + " msg/s delivered (" + fmt(sent_rate, 0) +

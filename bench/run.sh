@@ -76,6 +76,20 @@ PREFIX="iotgate:"
 
 if [[ $(id -u) == 0 ]]; then NICE="${IOTGATE_BENCH_NICE:--10}"; else NICE="${IOTGATE_BENCH_NICE:-0}"; fi
 
+# CPUs: every broker on the last CPU, redis-server and the publish load generator on the others, as a broker
+# serving devices over the network has its CPU to itself. The publish load generator then polls its sockets
+# without sleeping (--spin), so the broker never pays for waking it. On one CPU nothing is pinned.
+NCPU="$(nproc)"
+if (( NCPU >= 2 )); then
+  BROKER_CPUS=$(( NCPU - 1 ))
+  LOAD_CPUS="0-$(( NCPU - 2 ))"
+  SPIN=(--spin)
+else
+  BROKER_CPUS=0
+  LOAD_CPUS=0
+  SPIN=()
+fi
+
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -137,11 +151,12 @@ wait_for() {
 
 LOADGEN=""
 # lg ARGS...: runs the load generator (in the background, so that cleanup can stop it) and leaves its JSON line
-# in $LINE; returns its exit status. Its human-readable line goes to stderr.
+# in $LINE; returns its exit status. Its human-readable line goes to stderr. With LG_CPUS set it runs there;
+# otherwise on any CPU (the connect storms and OTA runs: their libmosquitto clients need more than one CPU).
 LINE=""
 lg() {
   local rc=0
-  nice -n "$NICE" "$LOADGEN" "$@" > "$WORK/lg.out" &
+  nice -n "$NICE" taskset -c "${LG_CPUS:-0-$(( NCPU - 1 ))}" "$LOADGEN" "$@" > "$WORK/lg.out" &
   PID[lg]=$!
   wait "${PID[lg]}" || rc=$?
   unset 'PID[lg]'
@@ -175,15 +190,15 @@ RESULTS="$RESULTS_DIR/$STAMP-$SIZE.jsonl"
 MOSQ_VERSION="$( ("$MOSQUITTO" -h 2>&1 || true) | sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' | head -1)"
 REDIS_VERSION="$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 MEM_KB="$(awk '/MemTotal/ {print $2}' /proc/meminfo)"
-printf '{"mode":"machine","date":"%s","size":"%s","nproc":%s,"mem_kb":%s,"mosquitto":"%s","redis":"%s","kernel":"%s","nice":"%s","nofile":"%s","devices":%s,"pass":%s,"hold":%s,"commit":"%s"}\n' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SIZE" "$(nproc)" "$MEM_KB" "$MOSQ_VERSION" "$REDIS_VERSION" "$(uname -r)" \
-  "$NICE" "$NOFILE" "$DEVICES" "$PASS" "$HOLD" "$COMMIT" | record
+printf '{"mode":"machine","date":"%s","size":"%s","nproc":%s,"mem_kb":%s,"mosquitto":"%s","redis":"%s","kernel":"%s","nice":"%s","nofile":"%s","devices":%s,"pass":%s,"hold":%s,"broker_cpus":"%s","load_cpus":"%s","commit":"%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SIZE" "$NCPU" "$MEM_KB" "$MOSQ_VERSION" "$REDIS_VERSION" "$(uname -r)" \
+  "$NICE" "$NOFILE" "$DEVICES" "$PASS" "$HOLD" "$BROKER_CPUS" "$LOAD_CPUS" "$COMMIT" | record
 
 # ------------------------------------------------------------------------------------------ redis + data
 
 REDIS_PORT="$(free_port)"
 mkdir -p "$WORK/redis"
-nice -n "$NICE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
+nice -n "$NICE" taskset -c "$LOAD_CPUS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
   --save '' --logfile "$WORK/redis/redis.log" --daemonize no &
 PID[redis]=$!
 rcli() { timeout 30 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
@@ -242,7 +257,7 @@ start_broker() {
     esac
   } > "$dir/mosquitto.conf"
   : > "$dir/mosquitto.log"
-  nice -n "$NICE" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/mosquitto.out" 2>&1 &
+  nice -n "$NICE" taskset -c "$BROKER_CPUS" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/mosquitto.out" 2>&1 &
   PID[$name]=$!
   wait_for 20 port_in_use "$port" || { cat "$dir/mosquitto.out" "$dir/mosquitto.log" >&2; die "$name broker did not start"; }
   if [[ $name == iotgate ]]; then
@@ -369,8 +384,8 @@ publish_run() {  # publish_run BROKER QOS SCENARIO ROUND [extra loadgen args]
   local sub=()
   [[ $b == iotgate ]] && sub=(--sub-user "$SUB_USER" --sub-pass "$SUB_PASS")
   for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
-    lg publish --port "${PORT[$b]}" --devices "$PUB_DEVICES" --first 0 --qos "$qos" --warmup 2 \
-      --label "$b" --scenario "$sc" --cpu "$(cpu_of "$b")" "${sub[@]}" "$@" || log "publish $b $sc failed"
+    LG_CPUS=$LOAD_CPUS lg publish --port "${PORT[$b]}" --devices "$PUB_DEVICES" --first 0 --qos "$qos" --warmup 2 \
+      --label "$b" --scenario "$sc" --cpu "$(cpu_of "$b")" "${SPIN[@]}" "${sub[@]}" "$@" || log "publish $b $sc failed"
     # The round pairs this run with the other brokers' runs of the same repetition (the report's paired ratios).
     line=${LINE:+$(sed "s/^{/{\"round\":$round,/" <<<"$LINE")}
     [[ $b == iotgate ]] && quiesce
