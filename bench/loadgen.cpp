@@ -9,7 +9,8 @@
 //   populate   Redis protocol (RESP) for `redis-cli --pipe`: the product and N devices (docs/redis-schema.md)
 //   passwd     user:password lines for `mosquitto_passwd -U` (the password_file baseline)
 //   connect    N logins, C in flight at a time; connections/second to an accepted CONNACK
-//   publish    K devices publish on their own topic while one subscriber on /sys/# counts deliveries
+//   publish    K devices publish on their own topic while one subscriber on /sys/# counts deliveries (raw I/O
+//              after the logins: RawIo)
 //   hold       keep N sessions connected and idle; report the broker's RSS before and after
 //   ota        K devices send Lierda firmware reports, at a fixed rate and then as fast as they are acked:
 //              report->ack and report->ota_notify latencies, reports/s; --echo plays the platform (plain broker)
@@ -1291,7 +1292,7 @@ int mode_publish(Options& o) {
   Sample s_final = sample();
   // DISCONNECT where no packet is half written, then libmosquitto closes the sockets.
   const char disconnect[2] = {static_cast<char>(0xE0), 0};
-  io.write(io.sub, disconnect, io.sub.pending.empty() ? 2 : 0);
+  if (io.sub.pending.empty()) io.write(io.sub, disconnect, 2);
   sub.destroy(sconn);
   for (auto& r : io.pubs)
     if (r.pending.empty()) io.write(r, disconnect, 2);
@@ -2168,7 +2169,8 @@ void usage() {
                "  connect  --port P --count N [--first I] [--concurrency C] [--threads T] [--login v2t1|v2t0|userpass|anon]\n"
                "           [--keep] [--timeout S] [--ts UNIX] [--cpu name=pid,...] [--pass NAME]\n"
                "  publish  --port P --devices K [--first I] [--qos 0|1] [--duration S] [--warmup S] [--threads T]\n"
-               "           [--window N] [--client-window N] [--payload BYTES] [--sub-user U --sub-pass P]\n"
+               "           [--window N] [--client-window N] [--burst N] [--spin] [--payload BYTES]\n"
+               "           [--sub-user U --sub-pass P]\n"
                "           [--stall-pid PID --stall-at S --stall-for S --stall-logins N --stall-first I] [--cpu ...]\n"
                "  hold     --port P --count N [--first I] [--broker-pid PID] [--settle S] [--duration S|0=until signal]\n"
                "  ota      --port P --count K [--first I] [--rate R] [--warmup S] [--duration S] [--sat-duration S|0]\n"
