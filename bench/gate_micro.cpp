@@ -84,11 +84,11 @@ int main() {
     return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / kCalls;
   };
   double publish = time_ns([&](int i) {
-    return gate.on_publish(client_ids[i].c_str(), &connections[i], usernames[i].c_str(), topics[i], payload) ==
+    return gate.on_publish(client_ids[i].c_str(), &connections[i], usernames[i].c_str(), topics[i].c_str(), payload) ==
            Verdict::pass;
   });
   double read_acl = time_ns([&](int i) {
-    return gate.check_acl(subscriber.c_str(), &connections[kDevices], "benchsub", Access::read, topics[i]);
+    return gate.check_acl(subscriber.c_str(), &connections[kDevices], "benchsub", Access::read, topics[i].c_str());
   });
   if (passed != 2L * kCalls) {
     std::fprintf(stderr, "%ld of %d calls refused\n", 2L * kCalls - passed, 2 * kCalls);

@@ -358,12 +358,12 @@ void Gate::touch(const std::string& product, const std::string& device, Fields f
 // --- ACL ---------------------------------------------------------------------------------------------------
 
 bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
-                     std::string_view topic) {
+                     TopicText topic) {
   return allows(sessions_.find(handle, client_id), client_id, username, access, topic);
 }
 
 bool Gate::allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
-                  std::string_view topic) {
+                  TopicText topic) {
   if (!found.session) return names_allow(client_id, username, access, topic);
   SessionView v = view_of(found);
   if (v.kind != SessionKind::account) return device_allows(v.kind, v.prefix, client_id, access, topic);
@@ -373,33 +373,34 @@ bool Gate::allows(const Sessions::Found& found, const char* client_id, const cha
 
 // A will after disconnect, or the retained-source check of a client that is gone: judge by the names. Kept apart
 // from check_acl, whose every-message path then carries no Identity of its own.
-bool Gate::names_allow(const char* client_id, const char* username, Access access, std::string_view topic) {
+bool Gate::names_allow(const char* client_id, const char* username, Access access, TopicText topic) {
   ClientInfo c{client_id, username ? std::optional<std::string_view>(username) : std::nullopt, {}, nullptr};
   Resolution r = resolve(c, nullptr);
   if (r.identity) return identity_allows(*r.identity, client_id, username, access, topic);
-  if (access != Access::read) log_acl_denial(client_id, access, topic, "no session");
+  if (access != Access::read) log_acl_denial(client_id, access, topic.view(), "no session");
   return false;
 }
 
 bool Gate::identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
-                           std::string_view topic) {
+                           TopicText topic) {
   if (id.kind != SessionKind::account) return device_allows(id.kind, id.prefix, client_id, access, topic);
   return account_session_allows(registry_.account(id.account), client_id, username, access, topic);
 }
 
 bool Gate::account_session_allows(const Account* account, const char* client_id, const char* username,
-                                  Access access, std::string_view topic) {
+                                  Access access, TopicText topic) {
   bool allowed = account && account_allows(*account, client_id, username, access, topic);
-  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(SessionKind::account));
+  if (!allowed && access != Access::read)
+    log_acl_denial(client_id, access, topic.view(), to_string(SessionKind::account));
   return allowed;
 }
 
 // Device sessions need neither the client id nor the username (reading them would cost cache misses on every
 // message) unless the answer is a refusal to log.
 bool Gate::device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
-                         std::string_view topic) {
-  bool allowed = device_session_allows(kind, prefix, access, topic);
-  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic, to_string(kind));
+                         TopicText topic, std::string_view* suffix) {
+  bool allowed = device_session_allows(kind, prefix, access, topic, suffix);
+  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic.view(), to_string(kind));
   return allowed;
 }
 
@@ -434,34 +435,39 @@ void Gate::log_acl_denial(std::string_view client_id, Access access, std::string
 // answered: a will (checked after its sender's DISCONNECT, or with the replaced connection of a takeover) and the
 // retained-source check (a stand-in client). None of them comes from an indexed connection, so only a session found
 // through the index (`found.summary`) is answered.
-Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, std::string_view topic,
+Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
                          std::string_view payload) {
   Sessions::Found found = sessions_.find(handle, client_id);
-  if (!allows(found, client_id, username, Access::write, topic)) return Verdict::drop;
-  if (!found.summary) return Verdict::pass;
-  return answer_platform(found, client_id, handle, topic, payload);
+  if (found.summary) {
+    const SessionView view = view_of(found);
+    if (view.kind != SessionKind::account) {
+      std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
+      if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
+      return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
+    }
+  }
+  // Accounts, and the write checks that are no client's PUBLISH (see above): judged, never answered.
+  return allows(found, client_id, username, Access::write, topic) ? Verdict::pass : Verdict::drop;
 }
 
-Verdict Gate::answer_platform(const Sessions::Found& found, const char* client_id_text, const void* handle,
-                              std::string_view topic, std::string_view payload) {
-  const SessionView view = view_of(found);  // the session itself is read only by a handler
-  // Which of the topics the platform answers is this? (The ACL has just held the session to its own prefix.)
+Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id_text,
+                              const void* handle, TopicText topic, std::string_view suffix, std::string_view payload) {
+  // Which of the topics the platform answers is this? The ACL allowed the publish, so the kind narrows it down:
+  // an auth session may publish only its request, a registration only register/post, a gateway only OTA results.
   enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
       Handler::none;
-  std::string_view suffix;
-  if (view.kind == SessionKind::lierda_auth) {
-    if (topic == kLierdaAuthTopic) handler = Handler::lierda_auth;
-  } else if (topic.size() > view.prefix.size() && topic.substr(0, view.prefix.size()) == view.prefix) {
-    suffix = topic.substr(view.prefix.size());
-    if (view.kind == SessionKind::krt_register && suffix == kKrtRegisterPost) handler = Handler::krt_register;
-    else if (view.kind == SessionKind::lierda_v2 && (suffix == "firmware_report" || suffix == "ota_notify_ack"))
-      handler = Handler::lierda_ota;
-    else if (view.kind == SessionKind::lierda_v2 && config_.lierda_acks &&
-             classify_lierda_suffix(suffix) == Flow::device_to_platform)
-      handler = Handler::lierda_report;
-    else if (view.kind == SessionKind::krt_device && suffix == "ota/post") handler = Handler::krt_ota;
-    else if (view.kind == SessionKind::emu_gateway && classify_emu_suffix(suffix) == Flow::device_to_platform)
-      handler = Handler::emu_result;
+  switch (kind) {
+    case SessionKind::lierda_auth: handler = Handler::lierda_auth; break;
+    case SessionKind::krt_register: handler = Handler::krt_register; break;
+    case SessionKind::lierda_v2:
+      if (suffix == "firmware_report" || suffix == "ota_notify_ack") handler = Handler::lierda_ota;
+      else if (config_.lierda_acks) handler = Handler::lierda_report;
+      break;
+    case SessionKind::krt_device:
+      if (suffix == "ota/post") handler = Handler::krt_ota;
+      break;
+    case SessionKind::emu_gateway: handler = Handler::emu_result; break;
+    case SessionKind::account: break;
   }
   if (handler == Handler::none) return Verdict::pass;
   Session* session = found.session;
@@ -474,7 +480,7 @@ Verdict Gate::answer_platform(const Sessions::Found& found, const char* client_i
   std::string_view client_id(client_id_text);
   if (payload.size() > config_.max_payload) {
     log_.limited(LogLevel::notice, "oversized",
-                 "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic) +
+                 "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" + std::string(topic.view()) +
                      "' from '" + std::string(client_id) + "': larger than max_payload " +
                      std::to_string(config_.max_payload));
     return Verdict::drop;
@@ -511,6 +517,7 @@ Verdict Gate::answer_platform(const Sessions::Found& found, const char* client_i
 // Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
 void Gate::answer_lierda_report(const char* client_id_text, Session& session, std::string_view suffix,
                                 std::string_view payload) {
+  if (!lierda_may_answer(suffix, payload)) return;  // before the clocks are wrapped for lierda_ack_for
   auto ack = lierda_ack_for(suffix, payload, wall_ms, config_.timezone, clock_);
   if (!ack) return;
   std::string_view client_id(client_id_text);

@@ -36,11 +36,7 @@ std::optional<Route> route(std::string_view suffix) {
 std::optional<LierdaAck> lierda_ack_for(std::string_view suffix, std::string_view payload,
                                         const std::function<int64_t()>& now_ms, std::string_view timezone,
                                         const std::function<int64_t()>& fallback_message_id) {
-  if (suffix != "model/hex") {
-    // Opaque application data is not a frame: no ack, and no parse (the common case for some fleets' uplinks).
-    size_t start = payload.find_first_not_of(" \t\r\n");
-    if (start == std::string_view::npos || payload[start] != '{') return std::nullopt;
-  }
+  if (!lierda_may_answer(suffix, payload)) return std::nullopt;  // opaque application data: no ack, no parse
   auto r = route(suffix);
   if (!r) return std::nullopt;
   LierdaAck ack;

@@ -72,6 +72,10 @@ std::optional<AccountRule> parse_account_rule(std::string_view text) {
   if (!is_valid_filter(filter) || filter.front() == ' ' || filter.back() == ' ') return std::nullopt;
   rule.filter = std::string(filter);
   rule.substitutes = filter.find('%') != std::string_view::npos;
+  if (rule.substitutes || filter.find('+') != std::string_view::npos) rule.shape = AccountRule::Shape::levels;
+  else if (filter == "#") rule.shape = AccountRule::Shape::all;
+  else if (filter.back() == '#') rule.shape = AccountRule::Shape::subtree;  // a valid filter: "X/#"
+  else rule.shape = AccountRule::Shape::exact;
   return rule;
 }
 

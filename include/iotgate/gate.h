@@ -50,13 +50,12 @@ class Gate {
   bool authenticate(const ClientInfo& client, std::optional<std::string_view> password);
   // Every message passes here: `client_id` and `username` (may be null) are the broker's NUL-terminated strings,
   // the same buffers on every call of a connection; `handle` is the connection (ClientInfo::handle), null or
-  // unknown for the broker's stand-in clients.
-  bool check_acl(const char* client_id, const void* handle, const char* username, Access access,
-                 std::string_view topic);
+  // unknown for the broker's stand-in clients; `topic` is read only as far as the decision needs.
+  bool check_acl(const char* client_id, const void* handle, const char* username, Access access, TopicText topic);
   // The broker's WRITE check of a message (the same arguments as check_acl, plus the payload). A PUBLISH from a
   // connected client that passes also gets the platform's side of the exchange here (auth and registration
   // replies, OTA, report acks); `drop`: refused by the ACL or by a handler.
-  Verdict on_publish(const char* client_id, const void* handle, const char* username, std::string_view topic,
+  Verdict on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
                      std::string_view payload);
   void on_disconnect(std::string_view client_id, const void* handle);
   // The broker is stopping: every open device session counts as offline now (its writes are queued).
@@ -104,9 +103,10 @@ class Gate {
   };
   static SessionView view_of(const Sessions::Found& found);
   bool allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
-              std::string_view topic);
-  Verdict answer_platform(const Sessions::Found& found, const char* client_id, const void* handle,
-                          std::string_view topic, std::string_view payload);
+              TopicText topic);
+  // The platform's side of a device session's publish that its ACL allowed; `suffix`: the topic after the prefix.
+  Verdict answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id, const void* handle,
+                          TopicText topic, std::string_view suffix, std::string_view payload);
   struct Refusal {
     const char* reason_key;
     std::string reason;
@@ -151,7 +151,7 @@ class Gate {
   void refresh_entries(Session& s);
   Device* device_of(Session& s);
   bool account_session_allows(const Account* account, const char* client_id, const char* username, Access access,
-                              std::string_view topic);
+                              TopicText topic);
   void mark_offline(const Identity& id, Device* device, int64_t now);
   void merge_device(Device incoming);
   // Kicks every session in scope that its current product / device / account no longer allows.
@@ -164,11 +164,11 @@ class Gate {
   // The session's device key encrypts the ack of an encrypted product.
   void answer_lierda_report(const char* client_id, Session& session, std::string_view suffix,
                             std::string_view payload);
-  bool names_allow(const char* client_id, const char* username, Access access, std::string_view topic);
+  bool names_allow(const char* client_id, const char* username, Access access, TopicText topic);
   bool identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
-                       std::string_view topic);
+                       TopicText topic);
   bool device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
-                     std::string_view topic);
+                     TopicText topic, std::string_view* suffix = nullptr);
   void log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who);
   // Counts a failed login from `address`; returns true when that banned it.
   bool count_failure(const std::string& address, int64_t now);

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "iotgate/model.h"
+#include "iotgate/topic.h"
 
 namespace iotgate {
 
@@ -42,14 +43,16 @@ inline constexpr std::string_view kLierdaAuthTopic = "/sys/device/auth";
 inline constexpr std::string_view kKrtRegisterPost = "register/post";
 inline constexpr std::string_view kKrtRegisterSet = "register/set";
 
-// The ACL of device sessions (every kind but `account`), from the session's kind and topic prefix.
-bool device_session_allows(SessionKind kind, std::string_view prefix, Access access, std::string_view topic);
-inline bool device_session_allows(const Identity& id, Access access, std::string_view topic) {
+// The ACL of device sessions (every kind but `account`), from the session's kind and topic prefix. When it allows
+// a topic under the prefix, `*suffix` (if given) is set to the rest of the topic.
+bool device_session_allows(SessionKind kind, std::string_view prefix, Access access, TopicText topic,
+                           std::string_view* suffix = nullptr);
+inline bool device_session_allows(const Identity& id, Access access, TopicText topic) {
   return device_session_allows(id.kind, id.prefix, access, topic);
 }
 // The ACL of a service account: superuser, or its rules with %u / %c substituted.
 // `client_id` and `username` (may be null) are NUL-terminated, read only for a rule with %u / %c.
 bool account_allows(const Account& account, const char* client_id, const char* username, Access access,
-                    std::string_view topic);
+                    TopicText topic);
 
 }  // namespace iotgate

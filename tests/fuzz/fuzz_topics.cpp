@@ -130,6 +130,16 @@ void check_session(const Identity& id, const std::vector<std::string>& topics, c
     bool auth_topic = id.kind == SessionKind::lierda_auth && t == kLierdaAuthTopic;
     FUZZ_CHECK("write-outside-prefix", !w || auth_topic || fuzz::starts_with(t, id.prefix),
                who() + " may write '" + fuzz::printable(t) + "' outside its prefix");
+    // The broker's topics arrive as C strings, read only as far as a comparison needs: the same answers.
+    std::string_view suffix = "unset";
+    bool w_c = device_session_allows(id.kind, id.prefix, Access::write, t.c_str(), &suffix);
+    FUZZ_CHECK("c-string-differs",
+               w_c == w && device_session_allows(id, Access::read, t.c_str()) == r &&
+                   device_session_allows(id, Access::subscribe, t.c_str()) == s,
+               who() + " judges '" + fuzz::printable(t) + "' differently as a C string");
+    if (w_c && !auth_topic)
+      FUZZ_CHECK("write-suffix", suffix == std::string_view(t).substr(id.prefix.size()),
+                 who() + " gave suffix '" + fuzz::printable(suffix) + "' for '" + fuzz::printable(t) + "'");
   }
   for (const auto& f : filters) {
     if (!is_valid_filter(f) || !device_session_allows(id, Access::subscribe, f)) continue;
@@ -247,6 +257,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!is_valid_topic(t)) continue;
       for (Access access : {Access::read, Access::write, Access::subscribe}) {
         bool ok = account_allows(a, cid_text.c_str(), user_text.c_str(), access, t);
+        FUZZ_CHECK("account-c-string-differs", account_allows(a, cid_text.c_str(), user_text.c_str(), access, t.c_str()) == ok,
+                   "rule '" + fuzz::printable(rule_text) + "' judges '" + fuzz::printable(t) + "' differently as a C string");
+        // A rule of a common shape is matched by prefix: the same answer as level by level.
+        bool applies = access == Access::write ? rule->write : rule->read;
+        if (!a.superuser && !rule->substitutes && access != Access::subscribe && applies)
+          FUZZ_CHECK("rule-shape-differs", ok == topic_matches(rule->filter, t),
+                     "rule '" + fuzz::printable(rule_text) + "' (shape " + std::to_string(static_cast<int>(rule->shape)) +
+                         ") and topic_matches differ on '" + fuzz::printable(t) + "'");
         if (a.superuser) FUZZ_CHECK("superuser-denied", ok, "a superuser was denied '" + fuzz::printable(t) + "'");
         else if (unsafe)
           FUZZ_CHECK("unsafe-substitution", !ok,

@@ -177,3 +177,53 @@ TEST(AccountRule, Parser) {
   for (const char* bad : {"", "read", "read ", "rw a/b", "READ a", "read a/#/b", "read a+", "write  a"})
     EXPECT_FALSE(parse_account_rule(bad)) << bad;
 }
+
+// Rules of the common shapes are matched by comparing a prefix; every answer must be topic_matches', whether the
+// topic comes as the broker's C string or as a string_view.
+TEST(AccountRule, ShapesMatchAsTopicMatchesDoes) {
+  const std::pair<const char*, AccountRule::Shape> rules[] = {
+      {"#", AccountRule::Shape::all},           {"a/#", AccountRule::Shape::subtree},
+      {"/#", AccountRule::Shape::subtree},      {"/sys/#", AccountRule::Shape::subtree},
+      {"a/b", AccountRule::Shape::exact},       {"/", AccountRule::Shape::exact},
+      {"a/+/c", AccountRule::Shape::levels},    {"+/#", AccountRule::Shape::levels},
+      {"a/%u/#", AccountRule::Shape::levels}};
+  const char* topics[] = {"a",       "a/",    "a/b",  "ab",       "/",      "", "/sys", "/sys/x/y",
+                          "$SYS/a",  "a/b/c", "a/x/c", "/sys2/x", "b/a/#x", "//"};
+  for (const auto& [filter, shape] : rules) {
+    auto rule = parse_account_rule(std::string("read ") + filter);
+    ASSERT_TRUE(rule) << filter;
+    EXPECT_EQ(rule->shape, shape) << filter;
+    if (rule->substitutes) continue;
+    Account a;
+    a.rules = {*rule};
+    for (const char* t : topics) {
+      const std::string text = t;
+      EXPECT_EQ(account_allows(a, "c", "u", R, t), topic_matches(filter, t)) << filter << " vs '" << t << "'";
+      EXPECT_EQ(account_allows(a, "c", "u", R, std::string_view(text)), topic_matches(filter, t))
+          << filter << " vs '" << t << "'";
+      EXPECT_FALSE(account_allows(a, "c", "u", W, t)) << filter << " is a read rule";
+    }
+  }
+}
+
+// The broker's topics come as C strings: read only as far as the prefix reaches, the same answers, and the
+// suffix handed back for the platform's handlers.
+TEST(Acl, DeviceTopicsAsTheBrokerPassesThem) {
+  Identity id = lierda(SessionKind::lierda_v2);
+  std::string_view suffix;
+  EXPECT_TRUE(device_session_allows(id.kind, id.prefix, W, (P + "uplink").c_str(), &suffix));
+  EXPECT_EQ(suffix, "uplink");
+  EXPECT_TRUE(device_session_allows(id.kind, id.prefix, W, (P + "model/event/alarm/report").c_str(), &suffix));
+  EXPECT_EQ(suffix, "model/event/alarm/report");
+  suffix = "unchanged";
+  EXPECT_FALSE(device_session_allows(id.kind, id.prefix, W, (P + "downlink").c_str(), &suffix));
+  EXPECT_EQ(suffix, "unchanged");
+  for (const std::string& shorter : {std::string(), P.substr(0, 10), P.substr(0, P.size() - 1), P})
+    EXPECT_FALSE(device_session_allows(id, W, shorter.c_str())) << shorter;
+  EXPECT_FALSE(device_session_allows(id, W, (Other + "uplink").c_str()));
+  EXPECT_TRUE(device_session_allows(id, R, (P + "downlink").c_str()));
+  Identity auth = lierda(SessionKind::lierda_auth);
+  EXPECT_TRUE(device_session_allows(auth, W, "/sys/device/auth"));
+  EXPECT_FALSE(device_session_allows(auth, W, "/sys/device/auth/x"));
+  EXPECT_FALSE(device_session_allows(auth, W, "/sys/device/aut"));
+}

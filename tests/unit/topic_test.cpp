@@ -77,3 +77,25 @@ TEST(Topic, FilterWithin) {
   EXPECT_FALSE(filter_within("x/ota/+/command", "x/ota/#"));
   EXPECT_TRUE(filter_within("x/ota/+/command", "x/ota/emu_version/command"));
 }
+
+TEST(Topic, TextComparesOnlyWhatItNeeds) {
+  // A C string is compared up to its NUL, never past it, and measured only when asked.
+  const char text[] = "a/b/c";
+  TopicText t(text);
+  auto rest = t.after("a/");
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->view(), "b/c");
+  EXPECT_FALSE(t.after("a/b/c/"));
+  EXPECT_FALSE(t.after("a/x"));
+  EXPECT_TRUE(t.after("a/b/c")->empty());
+  EXPECT_TRUE(t == "a/b/c");
+  EXPECT_FALSE(t == "a/b");
+  EXPECT_EQ(t.front_or_nul(), 'a');
+  EXPECT_EQ(TopicText("").front_or_nul(), '\0');
+  EXPECT_TRUE(TopicText(static_cast<const char*>(nullptr)).empty());
+  // A prefix holding a NUL never runs a C string past its end.
+  EXPECT_FALSE(TopicText("ab").after(std::string_view("ab\0cd", 5)));
+  // A string_view may hold a NUL: it is compared as it is.
+  const std::string with_nul("a\0b", 3);
+  EXPECT_EQ(TopicText(with_nul).after(std::string_view("a\0", 2))->view(), "b");
+}
