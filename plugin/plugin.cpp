@@ -1,5 +1,6 @@
 // The mosquitto 2.0.11 adapter: entry points and callbacks, translating between the broker and iotgate::Gate.
-// Every callback runs on the broker's thread; Redis I/O runs on StoreWorker's threads and comes back in TICK.
+// Every callback runs on the broker's thread; Redis I/O runs in the store process (StoreProcess), whose answers
+// are read in TICK. The broker process gets no thread of ours.
 #include <mosquitto_broker.h>  // before mosquitto_plugin.h: the 2.0.11 headers need this order in C++
 // The build hides every symbol (CMakeLists.txt); the entry points the broker looks up stay visible.
 #pragma GCC visibility push(default)
@@ -18,7 +19,7 @@
 #include "iotgate/config.h"
 #include "iotgate/gate.h"
 #include "iotgate/log.h"
-#include "iotgate/worker.h"
+#include "iotgate/store_process.h"
 
 namespace {
 
@@ -37,7 +38,7 @@ int to_mosquitto_level(LogLevel level) {
 
 class BrokerEffects : public Effects {
  public:
-  explicit BrokerEffects(StoreWorker& worker) : worker_(worker) {}
+  explicit BrokerEffects(StoreProcess& store) : store_(store) {}
   void publish_to_client(const std::string& client_id, const std::string& topic, const std::string& payload,
                          int qos) override {
     void* buf = mosquitto_malloc(payload.size() ? payload.size() : 1);
@@ -57,7 +58,7 @@ class BrokerEffects : public Effects {
     if (rc != MOSQ_ERR_SUCCESS) mosquitto_free(buf);
   }
   void kick(const std::string& client_id) override { kicks_.push_back(client_id); }
-  void submit(StoreJob job) override { worker_.submit(std::move(job)); }
+  void submit(StoreJob job) override { store_.submit(job); }
   void run_kicks() {
     std::vector<std::string> kicks;
     kicks.swap(kicks_);
@@ -65,7 +66,7 @@ class BrokerEffects : public Effects {
   }
 
  private:
-  StoreWorker& worker_;
+  StoreProcess& store_;
   std::vector<std::string> kicks_;
 };
 
@@ -73,7 +74,7 @@ struct Plugin {
   mosquitto_plugin_id_t* id = nullptr;
   Config config;
   Log log{[](LogLevel level, const std::string& text) { mosquitto_log_printf(to_mosquitto_level(level), "%s", text.c_str()); }};
-  std::unique_ptr<StoreWorker> worker;
+  std::unique_ptr<StoreProcess> store;
   std::unique_ptr<BrokerEffects> effects;
   std::unique_ptr<Gate> gate;
 };
@@ -131,11 +132,12 @@ int on_acl_check(int, void* event_data, void*) {
     const char* client_id = client_id_of(ed->client);
     const char* username = mosquitto_client_username(ed->client);
     bool ok;
+    // The topic goes as the broker's C string: the gate reads only as much of it as it compares.
     if (access == Access::write) {
       std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
-      ok = g_plugin->gate->on_publish(client_id, ed->client, username, or_empty(ed->topic), payload) == Verdict::pass;
+      ok = g_plugin->gate->on_publish(client_id, ed->client, username, ed->topic, payload) == Verdict::pass;
     } else {
-      ok = g_plugin->gate->check_acl(client_id, ed->client, username, access, or_empty(ed->topic));
+      ok = g_plugin->gate->check_acl(client_id, ed->client, username, access, ed->topic);
     }
     return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
   });
@@ -152,7 +154,7 @@ int on_disconnect(int, void* event_data, void*) {
 
 int on_tick(int, void*, void*) {
   return guarded(MOSQ_ERR_SUCCESS, [&] {
-    for (auto& event : g_plugin->worker->drain()) {
+    for (auto& event : g_plugin->store->drain()) {
       std::visit(
           [](auto&& e) {
             using T = std::decay_t<decltype(e)>;
@@ -166,6 +168,7 @@ int on_tick(int, void*, void*) {
     }
     g_plugin->gate->tick();
     g_plugin->effects->run_kicks();
+    g_plugin->store->flush();  // what this tick's callbacks asked for
     return MOSQ_ERR_SUCCESS;
   });
 }
@@ -232,9 +235,16 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
     plugin->config = std::get<Config>(parsed);
     plugin->log.set_level(plugin->config.log_level);
     plugin->log.set_rate(plugin->config.log_burst, plugin->config.log_window);
-    plugin->worker = std::make_unique<StoreWorker>(plugin->config);
-    plugin->effects = std::make_unique<BrokerEffects>(*plugin->worker);
+    plugin->store = std::make_unique<StoreProcess>(plugin->config);
+    plugin->effects = std::make_unique<BrokerEffects>(*plugin->store);
     plugin->gate = std::make_unique<Gate>(plugin->config, plugin->log, *plugin->effects, unix_now);
+    // Forked now, while the broker has one thread, and before the listeners exist.
+    std::string error;
+    if (!plugin->store->start(&error)) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "iotgate: refusing to start: cannot start the store process (%s)",
+                           error.c_str());
+      return MOSQ_ERR_UNKNOWN;
+    }
     g_plugin = plugin.release();
     for (const auto& r : kCallbacks) {
       if (mosquitto_callback_register(identifier, r.event, r.cb, nullptr, nullptr) != MOSQ_ERR_SUCCESS) {
@@ -242,10 +252,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
         return MOSQ_ERR_UNKNOWN;
       }
     }
-    g_plugin->worker->start();
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s:%d db %d, key prefix '%s'",
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s:%d db %d, key prefix '%s'; store process %d",
                          g_plugin->config.redis_host.c_str(), g_plugin->config.redis_port, g_plugin->config.redis_db,
-                         g_plugin->config.key_prefix.c_str());
+                         g_plugin->config.key_prefix.c_str(), static_cast<int>(g_plugin->store->pid()));
     *user_data = g_plugin;
     return MOSQ_ERR_SUCCESS;
   });
@@ -255,10 +264,14 @@ int mosquitto_plugin_cleanup(void*, struct mosquitto_opt*, int) {
   if (!g_plugin) return MOSQ_ERR_SUCCESS;
   for (const auto& r : kCallbacks) mosquitto_callback_unregister(g_plugin->id, r.event, r.cb, nullptr);
   g_plugin->gate->on_shutdown();
-  g_plugin->worker->stop();  // writes what is queued first, while Redis answers
-  // Writes still held (Redis unreachable at shutdown) are lost with the process; say how many.
-  size_t held = g_plugin->worker->held_writes();
-  if (held) mosquitto_log_printf(MOSQ_LOG_WARNING, "iotgate: stopping with %zu writes not yet in redis", held);
+  // The store process writes what is queued first, while Redis answers; writes still held (Redis unreachable)
+  // are lost with it: say how many.
+  std::vector<LogLine> lines;
+  uint64_t held = g_plugin->store->stop(std::chrono::seconds(10), lines);
+  for (const auto& line : lines) g_plugin->log.write(line.level, line.text);
+  if (held)
+    mosquitto_log_printf(MOSQ_LOG_WARNING, "iotgate: stopping with %llu writes not yet in redis",
+                         static_cast<unsigned long long>(held));
   delete g_plugin;
   g_plugin = nullptr;
   return MOSQ_ERR_SUCCESS;

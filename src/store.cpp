@@ -293,32 +293,27 @@ std::optional<Fields> RedisStore::hgetall(const std::string& k, bool& ok) {
   return fields_from_array(r.get());
 }
 
-std::optional<Snapshot> RedisStore::load_all() {
-  Snapshot snap;
-  snap.registry = std::make_unique<Registry>();
+bool RedisStore::load_all(const std::function<void(LoadRecord)>& sink) {
+  using Kind = LoadRecord::Kind;
+  sink(LoadRecord{Kind::begin, {}, {}, {}});
   auto product_ids = smembers(key("products"));
-  if (!product_ids) return std::nullopt;
+  if (!product_ids) return false;
   std::vector<std::string> keys;
   for (const auto& id : *product_ids) keys.push_back(key("product:" + id));
   auto products = hgetall_many(keys);
-  if (!products) return std::nullopt;
+  if (!products) return false;
   for (size_t i = 0; i < product_ids->size(); ++i) {
+    const std::string& product = (*product_ids)[i];
     if (!(*products)[i]) continue;
-    std::string err;
-    auto p = product_from_fields((*product_ids)[i], *(*products)[i], &err);
-    if (!p) {
-      snap.problems.push_back(err);
-      continue;
-    }
-    snap.registry->put_product(std::move(*p));
-    auto device_ids = smembers(key("devices:" + (*product_ids)[i]));
-    if (!device_ids) return std::nullopt;
+    sink(LoadRecord{Kind::product, product, {}, std::move(*(*products)[i])});
+    auto device_ids = smembers(key("devices:" + product));
+    if (!device_ids) return false;
     std::vector<std::string> dkeys;
-    for (const auto& d : *device_ids) dkeys.push_back(key("device:" + (*product_ids)[i] + ":" + d));
+    for (const auto& d : *device_ids) dkeys.push_back(key("device:" + product + ":" + d));
     auto devices = hgetall_many(dkeys);
-    if (!devices) return std::nullopt;
-    auto times = hgetall_many({key("last_online:" + (*product_ids)[i]), key("last_offline:" + (*product_ids)[i])});
-    if (!times) return std::nullopt;
+    if (!devices) return false;
+    auto times = hgetall_many({key("last_online:" + product), key("last_offline:" + product)});
+    if (!times) return false;
     for (size_t j = 0; j < device_ids->size(); ++j) {
       if (!(*devices)[j]) continue;
       // The later of the times hash and the device hash's own field (where data written before the times
@@ -330,29 +325,24 @@ std::optional<Snapshot> RedisStore::load_all() {
         std::string& field = (*(*devices)[j])[t == 0 ? "last_online" : "last_offline"];
         if (field.empty() || as_number(seen->second) > as_number(field)) field = seen->second;
       }
-      auto d = device_from_fields((*product_ids)[i], (*device_ids)[j], *(*devices)[j], &err);
-      if (d) snap.registry->put_device(std::move(*d));
-      else snap.problems.push_back(err);
+      sink(LoadRecord{Kind::device, product, (*device_ids)[j], std::move(*(*devices)[j])});
     }
   }
   auto names = smembers(key("accounts"));
-  if (!names) return std::nullopt;
+  if (!names) return false;
   keys.clear();
   for (const auto& n : *names) keys.push_back(key("account:" + n));
   auto accounts = hgetall_many(keys);
-  if (!accounts) return std::nullopt;
-  for (size_t i = 0; i < names->size(); ++i) {
-    if (!(*accounts)[i]) continue;
-    std::string err;
-    auto a = account_from_fields((*names)[i], *(*accounts)[i], &err);
-    if (a) snap.registry->put_account(std::move(*a));
-    else snap.problems.push_back(err);
-  }
-  if (!load_ota(snap.ota, snap.problems)) return std::nullopt;
-  return snap;
+  if (!accounts) return false;
+  for (size_t i = 0; i < names->size(); ++i)
+    if ((*accounts)[i]) sink(LoadRecord{Kind::account, (*names)[i], {}, std::move(*(*accounts)[i])});
+  if (!load_ota(sink)) return false;
+  sink(LoadRecord{Kind::end, {}, {}, {}});
+  return true;
 }
 
-bool RedisStore::load_ota(OtaData& ota, std::vector<std::string>& problems) {
+bool RedisStore::load_ota(const std::function<void(LoadRecord)>& sink) {
+  using Kind = LoadRecord::Kind;
   auto ids = smembers(key("ota:tasks"));
   if (!ids) return false;
   std::vector<std::string> keys;
@@ -366,21 +356,75 @@ bool RedisStore::load_ota(OtaData& ota, std::vector<std::string>& problems) {
   for (size_t i = 0; i < ids->size(); ++i) {
     const std::string& id = (*ids)[i];
     if (!(*tasks)[i]) continue;
-    std::string err;
-    auto t = ota_task_from_fields(id, *(*tasks)[i], &err);
-    if (!t) {
-      problems.push_back(err);
-      continue;
-    }
-    ota.tasks.push_back(std::move(*t));
-    if ((*progress)[i])
-      for (const auto& [device, json] : *(*progress)[i])
-        if (auto p = ota_progress_from_json(json)) ota.progress[id][device] = std::move(*p);
+    sink(LoadRecord{Kind::ota_task, id, {}, std::move(*(*tasks)[i])});
+    if ((*progress)[i]) sink(LoadRecord{Kind::ota_progress, id, {}, std::move(*(*progress)[i])});
     auto pushed = smembers(key("ota:pushed:" + id));
     if (!pushed) return false;
-    if (!pushed->empty()) ota.pushed[id].insert(pushed->begin(), pushed->end());
+    if (pushed->empty()) continue;
+    Fields members;
+    for (auto& d : *pushed) members.emplace(std::move(d), "");
+    sink(LoadRecord{Kind::ota_pushed, id, {}, std::move(members)});
   }
   return true;
+}
+
+void SnapshotBuilder::reset() {
+  snap_ = Snapshot{};
+  snap_.registry = std::make_unique<Registry>();
+  bad_products_.clear();
+  bad_tasks_.clear();
+}
+
+void SnapshotBuilder::add(LoadRecord r) {
+  using Kind = LoadRecord::Kind;
+  std::string err;
+  switch (r.kind) {
+    case Kind::begin:
+      reset();
+      break;
+    case Kind::end:  // the caller takes the snapshot with finish()
+      break;
+    case Kind::product:
+      if (auto p = product_from_fields(r.id, r.fields, &err)) {
+        snap_.registry->put_product(std::move(*p));
+      } else {
+        snap_.problems.push_back(err);
+        bad_products_.insert(r.id);
+      }
+      break;
+    case Kind::device:
+      if (bad_products_.count(r.id)) break;
+      if (auto d = device_from_fields(r.id, r.member, r.fields, &err)) snap_.registry->put_device(std::move(*d));
+      else snap_.problems.push_back(err);
+      break;
+    case Kind::account:
+      if (auto a = account_from_fields(r.id, r.fields, &err)) snap_.registry->put_account(std::move(*a));
+      else snap_.problems.push_back(err);
+      break;
+    case Kind::ota_task:
+      if (auto t = ota_task_from_fields(r.id, r.fields, &err)) {
+        snap_.ota.tasks.push_back(std::move(*t));
+      } else {
+        snap_.problems.push_back(err);
+        bad_tasks_.insert(r.id);
+      }
+      break;
+    case Kind::ota_progress:
+      if (bad_tasks_.count(r.id)) break;
+      for (const auto& [device, json] : r.fields)
+        if (auto p = ota_progress_from_json(json)) snap_.ota.progress[r.id][device] = std::move(*p);
+      break;
+    case Kind::ota_pushed:
+      if (bad_tasks_.count(r.id)) break;
+      for (auto& [device, unused] : r.fields) snap_.ota.pushed[r.id].insert(device);
+      break;
+  }
+}
+
+Snapshot SnapshotBuilder::finish() {
+  Snapshot out = std::move(snap_);
+  reset();
+  return out;
 }
 
 std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& after, std::string& commands_after,

@@ -3,7 +3,6 @@
 #include <malloc.h>
 
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,23 +11,12 @@
 
 namespace iotgate {
 namespace {
-// The broker handles these; our threads must not receive them.
+// These are for the store process's main thread (store_process.cpp), which ignores them.
 void block_broker_signals() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-// While another thread shares the broker's descriptor table, every system call the broker makes on a socket
-// takes and drops a reference on the file: Linux skips that only for a table used by one thread. mosquitto makes
-// several such calls per message (read, write, epoll_ctl), and an idle thread that shares the table cost it about
-// 7 % of its QoS 0 throughput (bench/noop_plugin.cpp with a thread, docs/benchmarks.md). Our threads use only the
-// Redis connections they open themselves, so each takes a copy of the table and closes the broker's descriptors
-// in it (0-2 stay: a library may write to stderr). Returns the error, or an empty string.
-std::string use_own_descriptor_table() {
-  if (unshare(CLONE_FILES) != 0) return std::strerror(errno);
-  close_range(3, ~0U, 0);  // only this thread's copy: the broker's descriptors stay open for the broker
-  return {};
 }
 constexpr auto kRetryMin = std::chrono::milliseconds(200);
 constexpr auto kRetryMax = std::chrono::milliseconds(3000);
@@ -75,8 +63,11 @@ std::vector<WorkerEvent> StoreWorker::drain() {
 }
 
 void StoreWorker::emit(WorkerEvent event) {
-  std::lock_guard lock(events_mutex_);
-  events_.push_back(std::move(event));
+  {
+    std::lock_guard lock(events_mutex_);
+    events_.push_back(std::move(event));
+  }
+  if (on_event_) on_event_();
 }
 
 bool StoreWorker::sleep_unless_stopped(std::chrono::milliseconds d) {
@@ -87,7 +78,6 @@ bool StoreWorker::sleep_unless_stopped(std::chrono::milliseconds d) {
 
 void StoreWorker::writer_loop() {
   block_broker_signals();
-  use_own_descriptor_table();  // a failure is reported once, by the watcher
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;
@@ -168,9 +158,6 @@ void StoreWorker::writer_loop() {
 
 void StoreWorker::watcher_loop() {
   block_broker_signals();
-  if (std::string error = use_own_descriptor_table(); !error.empty())
-    log(LogLevel::notice, "iotgate: the plugin's threads share the broker's file descriptors (unshare: " + error +
-                              "); the broker's socket calls cost a little more");
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;
@@ -188,17 +175,15 @@ void StoreWorker::watcher_loop() {
     auto position = store.last_change_id();
     // Commands given while no plugin was listening are stale: start after the newest one.
     auto commands_position = position ? store.last_command_id() : std::nullopt;
-    std::optional<Snapshot> snapshot = commands_position ? store.load_all() : std::nullopt;
-    if (!snapshot) {
+    bool loaded = commands_position && store.load_all([this](LoadRecord r) { emit(std::move(r)); });
+    // Reading every device hash allocates far more than it keeps: give the freed pages back to the system.
+    malloc_trim(0);
+    if (!loaded) {
       sleep_unless_stopped(retry);
       continue;
     }
     reported_down = false;
     retry = kRetryMin;
-    emit(std::move(*snapshot));
-    // Reading every device hash allocates several times what the registry keeps; give the freed pages back to
-    // the system rather than leave them in this thread's malloc arena (half of an idle broker's RSS otherwise).
-    malloc_trim(0);
     std::string after = *position, commands_after = *commands_position;
     while (!stop_) {
       std::vector<Command> commands;

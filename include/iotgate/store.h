@@ -3,8 +3,10 @@
 #include <hiredis/hiredis.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -63,6 +65,38 @@ struct Snapshot {
   std::vector<std::string> problems;  // entities skipped because they are malformed
 };
 
+// One entity of a load, as Redis holds it. The store process reads them (RedisStore::load_all) and sends them to
+// the broker, where a SnapshotBuilder parses them into the registry: parsed where the registry lives.
+struct LoadRecord {
+  enum class Kind : uint8_t {
+    begin,         // a load starts: what came before is dropped
+    product,       // id: product id
+    device,        // id: its product, member: device id; fields with the later login/logout times merged in
+    account,       // id: account name
+    ota_task,      // id: task id
+    ota_progress,  // id: task id; fields: device -> progress JSON
+    ota_pushed,    // id: task id; fields: device -> ""
+    end,           // the load is complete
+  };
+  Kind kind = Kind::begin;
+  std::string id;
+  std::string member;
+  Fields fields;
+};
+
+// Builds a Snapshot from a load's records, in the order load_all sends them.
+class SnapshotBuilder {
+ public:
+  SnapshotBuilder() { reset(); }
+  void reset();
+  void add(LoadRecord record);
+  Snapshot finish();  // and starts over
+ private:
+  Snapshot snap_;
+  // Malformed entities: their devices, progress and pushes are skipped with them.
+  std::set<std::string> bad_products_, bad_tasks_;
+};
+
 class RedisStore {
  public:
   explicit RedisStore(const Config& config);
@@ -78,8 +112,9 @@ class RedisStore {
 
   // Last id of the changes stream ("0-0" when empty); nullopt on failure.
   std::optional<std::string> last_change_id();
-  // Reads every product, device and account.
-  std::optional<Snapshot> load_all();
+  // Reads every product, device, account and OTA task, passing each to `sink` between a begin and an end record;
+  // false when Redis failed on the way (the records sent stop short of the end).
+  bool load_all(const std::function<void(LoadRecord)>& sink);
   // Last id of the commands stream ("0-0" when empty); nullopt on failure.
   std::optional<std::string> last_command_id();
   // Blocks up to block_ms for changes after `after` and commands after `commands_after`; advances both.
@@ -101,7 +136,7 @@ class RedisStore {
   Reply command(const std::vector<std::string>& argv);
   std::optional<std::vector<std::string>> smembers(const std::string& key);
   std::optional<std::string> last_stream_id(const std::string& stream);
-  bool load_ota(OtaData& ota, std::vector<std::string>& problems);
+  bool load_ota(const std::function<void(LoadRecord)>& sink);
   std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
   void fail(const std::string& what);
 

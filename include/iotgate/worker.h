@@ -1,9 +1,10 @@
-// The plugin's own threads: all Redis I/O happens here, and results go back to the broker thread through
-// drain(), which the adapter calls on every TICK.
+// The store process's threads (see store_process.h): all Redis I/O happens here, and what they learn goes back
+// through drain().
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <variant>
@@ -19,7 +20,7 @@ struct LogLine {
   LogLevel level;
   std::string text;
 };
-using WorkerEvent = std::variant<Snapshot, EntityUpdate, StoreResult, LogLine, Command>;
+using WorkerEvent = std::variant<LoadRecord, EntityUpdate, StoreResult, LogLine, Command>;
 
 class StoreWorker {
  public:
@@ -29,6 +30,8 @@ class StoreWorker {
   void stop();  // joins both threads
   void submit(StoreJob job);
   std::vector<WorkerEvent> drain();
+  // Called (on a worker thread, no lock held) after each event: the caller learns there is something to drain.
+  void set_on_event(std::function<void()> on_event) { on_event_ = std::move(on_event); }
   size_t held_writes() const;
   // Writes kept while Redis is unreachable beyond this many are dropped, oldest first, with a warning.
   static constexpr size_t kMaxHeldWrites = 200000;
@@ -52,6 +55,7 @@ class StoreWorker {
 
   std::mutex events_mutex_;
   std::vector<WorkerEvent> events_;
+  std::function<void()> on_event_;
 
   std::mutex sleep_mutex_;
   std::condition_variable sleep_cv_;

@@ -1,0 +1,87 @@
+// The store process: all of iotgate's Redis I/O runs in a process of its own, forked from the broker when the
+// plugin starts, and talks with the broker over a Unix socket (wire.h). Not threads in the broker: once a process
+// has a second thread, glibc takes its multi-threaded paths (locked malloc arenas, cancellation bookkeeping around
+// every read and write), and mosquitto makes several such calls per message: about 3 % of its throughput
+// (docs/benchmarks.md). The store process runs StoreWorker's threads instead.
+//
+// This class is the broker's side; every call is made on the broker thread and none waits in the steady state.
+// Jobs are encoded at once and written by flush() (every TICK); drain() reads only after the store process has
+// rung the doorbell, a counter in a page both processes share, so a TICK with nothing to read makes no system call.
+// A store process that dies is noticed within a second and another is started (it loads everything again).
+#pragma once
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "iotgate/config.h"
+#include "iotgate/store.h"
+#include "iotgate/wire.h"
+#include "iotgate/worker.h"
+
+namespace iotgate {
+
+// What the store process tells the broker; a load arrives as one Snapshot.
+using StoreEvent = std::variant<Snapshot, EntityUpdate, StoreResult, LogLine, Command>;
+
+class StoreProcess {
+ public:
+  // Time one drain() may spend turning a load's records into a Snapshot; a large load takes several TICKs.
+  static constexpr std::chrono::milliseconds kDrainBudget{10};
+  // Encoded jobs kept while the store process does not read them (it is stopped or stuck); more are dropped.
+  static constexpr size_t kMaxUnsentBytes = 64u << 20;
+
+  explicit StoreProcess(const Config& config);
+  ~StoreProcess();
+  StoreProcess(const StoreProcess&) = delete;
+  StoreProcess& operator=(const StoreProcess&) = delete;
+
+  // Forks the store process. Call while this process has a single thread: a fork copies only the caller's.
+  bool start(std::string* error);
+  void submit(const StoreJob& job);
+  // Writes what submit() encoded, as much as the socket takes now.
+  void flush();
+  std::vector<StoreEvent> drain(std::chrono::milliseconds budget = kDrainBudget);
+  // Sends what is queued and asks the store process to write it to Redis and exit, waiting at most `wait`.
+  // Returns the writes it could not make; its last log lines are appended to `lines`.
+  uint64_t stop(std::chrono::milliseconds wait, std::vector<LogLine>& lines);
+  pid_t pid() const { return pid_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // Reads what the socket holds, at most a few MiB per call (more_ then says there is more).
+  void read_available();
+  // Parses whole frames until `deadline` (backlog_ says some are left); false when one is malformed.
+  bool parse(std::vector<StoreEvent>& out, Clock::time_point deadline, std::optional<uint64_t>* held);
+  bool take(const wire::Frame& frame, std::vector<StoreEvent>& out, std::optional<uint64_t>* held);
+  // Ends the current store process (SIGKILL unless it has exited), reaps it, says why in the log, and sets when
+  // the next one starts.
+  void lose(const std::string& why, std::vector<StoreEvent>& out);
+  void close_socket();
+
+  Config config_;
+  std::atomic<uint64_t>* doorbell_ = nullptr;  // in a MAP_SHARED page; the store process adds 1 after each write
+  uint64_t seen_ = 0;
+  int fd_ = -1;
+  pid_t pid_ = -1;
+  bool eof_ = false;
+  bool more_ = false;     // the last read stopped at its limit, not at an empty socket
+  std::string in_;   // received, not yet parsed
+  size_t in_pos_ = 0;
+  std::string out_;  // encoded jobs not yet written
+  size_t out_pos_ = 0;
+  bool backlog_ = false;  // whole frames left when the last drain ran out of budget
+  SnapshotBuilder builder_;
+  Clock::time_point started_{};
+  Clock::time_point next_check_{};
+  Clock::time_point next_start_{};
+  std::chrono::milliseconds restart_delay_{500};  // doubled by each early death
+  uint64_t dropped_jobs_ = 0;
+};
+
+}  // namespace iotgate

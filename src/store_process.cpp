@@ -1,0 +1,381 @@
+#include "iotgate/store_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <optional>
+
+#include "iotgate/wire.h"
+
+namespace iotgate {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kReadPerDrain = 4u << 20;  // bytes one drain reads at most: a load arrives over several
+constexpr auto kHealthCheck = 1s;            // how often the broker looks for a store process that is gone
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// ---- the store process
+
+// Writes all of `data`, ringing the doorbell after each piece that went: the broker reads only after a ring, and a
+// socket left full without one would leave both processes waiting.
+bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      doorbell->fetch_add(1, std::memory_order_release);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd, POLLOUT, 0};
+      poll(&p, 1, -1);
+    } else if (!(n < 0 && errno == EINTR)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// StoreWorker's threads do the Redis I/O; this thread moves jobs in and events out. Never returns.
+[[noreturn]] void run_store_process(const Config& config, int fd, std::atomic<uint64_t>* doorbell) {
+  // mosquitto's signal handlers came with the fork. This process ends when the broker says so or goes away (end
+  // of file on the socket), after writing what is queued: a Ctrl-C or a SIGTERM to the whole group must not
+  // drop those writes.
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(s, SIG_IGN);
+  prctl(PR_SET_NAME, "iotgate-store", 0, 0, 0);
+  // Nothing of the broker's but 0-2: its listeners, clients and files stay the broker's alone.
+  if (fd != 3) {
+    dup2(fd, 3);
+    fd = 3;
+  }
+  close_range(4, ~0U, 0);
+  const int wake = eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) _exit(1);
+
+  StoreWorker worker(config);
+  worker.set_on_event([wake] {
+    uint64_t one = 1;
+    ssize_t r = write(wake, &one, sizeof one);
+    (void)r;
+  });
+  worker.start();
+  std::string in, out;
+  auto send_events = [&] {
+    out.clear();
+    for (const auto& e : worker.drain()) wire::put_event(out, e);
+    return out.empty() || send_all(fd, out, doorbell);
+  };
+  bool running = true;
+  while (running) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;  // EINTR
+    if (fds[1].revents & POLLIN) {
+      uint64_t n = 0;
+      ssize_t r = read(wake, &n, sizeof n);
+      (void)r;
+      if (!send_events()) running = false;  // the broker is gone
+    }
+    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    char buf[65536];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the broker is gone: write what is queued, then exit
+    in.append(buf, static_cast<size_t>(n));
+    size_t pos = 0, used = 0;
+    while (auto frame = wire::next_frame(std::string_view(in).substr(pos), &used)) {
+      pos += used;
+      std::optional<StoreJob> job = frame->tag == wire::Tag::job ? wire::get_job(frame->body) : std::nullopt;
+      if (job) {
+        worker.submit(std::move(*job));
+        continue;
+      }
+      if (frame->tag != wire::Tag::stop)
+        wire::put_event(out, LogLine{LogLevel::error, "iotgate: the store process got a malformed message; exiting"});
+      running = false;
+      break;
+    }
+    if (used == SIZE_MAX) {
+      wire::put_event(out, LogLine{LogLevel::error, "iotgate: the store process got a malformed frame; exiting"});
+      running = false;
+    }
+    in.erase(0, pos);
+  }
+  std::string last = out;  // a complaint from the loop above, if any
+  worker.stop();           // writes what is queued while Redis answers
+  send_events();
+  last += out;
+  wire::put_held(last, worker.held_writes());
+  send_all(fd, last, doorbell);
+  _exit(0);
+}
+
+}  // namespace
+
+// ---- the broker's side
+
+StoreProcess::StoreProcess(const Config& config) : config_(config) {}
+
+StoreProcess::~StoreProcess() {
+  if (pid_ > 0) {
+    std::vector<LogLine> unused;
+    stop(2000ms, unused);
+  }
+  if (doorbell_) munmap(doorbell_, 4096);
+}
+
+bool StoreProcess::start(std::string* error) {
+  if (!doorbell_) {
+    void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+      *error = errno_text("mmap");
+      return false;
+    }
+    doorbell_ = new (page) std::atomic<uint64_t>(0);
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    *error = errno_text("socketpair");
+    return false;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    *error = errno_text("fork");
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return false;
+  }
+  if (pid == 0) {
+    ::close(sv[0]);
+    run_store_process(config_, sv[1], doorbell_);
+  }
+  ::close(sv[1]);
+  fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+  fd_ = sv[0];
+  pid_ = pid;
+  eof_ = false;
+  in_.clear();
+  in_pos_ = 0;
+  backlog_ = false;
+  builder_.reset();
+  seen_ = doorbell_->load(std::memory_order_acquire);
+  started_ = next_check_ = Clock::now();
+  return true;
+}
+
+void StoreProcess::submit(const StoreJob& job) {
+  if (out_.size() - out_pos_ > kMaxUnsentBytes) {
+    ++dropped_jobs_;
+    return;
+  }
+  wire::put_job(out_, job);
+}
+
+void StoreProcess::flush() {
+  while (fd_ >= 0 && out_pos_ < out_.size()) {
+    ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) eof_ = true;  // drain() notices
+      break;
+    }
+  }
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  }
+}
+
+void StoreProcess::read_available() {
+  if (in_pos_ > 0) {
+    in_.erase(0, in_pos_);
+    in_pos_ = 0;
+  }
+  size_t total = 0;
+  more_ = false;
+  while (fd_ >= 0 && !eof_) {
+    if (total >= kReadPerDrain) {
+      more_ = true;
+      break;
+    }
+    size_t at = in_.size();
+    in_.resize(at + 65536);
+    ssize_t n = ::recv(fd_, in_.data() + at, 65536, MSG_DONTWAIT);
+    in_.resize(at + (n > 0 ? static_cast<size_t>(n) : 0));
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+    } else if (n == 0) {
+      eof_ = true;
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) eof_ = true;
+      break;
+    }
+  }
+}
+
+bool StoreProcess::take(const wire::Frame& frame, std::vector<StoreEvent>& out, std::optional<uint64_t>* held) {
+  if (frame.tag == wire::Tag::held) {
+    auto n = wire::get_held(frame.body);
+    if (n && held) *held = n;
+    return n.has_value();
+  }
+  std::optional<WorkerEvent> event = wire::get_event(frame.tag, frame.body);
+  if (!event) return false;
+  if (auto* record = std::get_if<LoadRecord>(&*event)) {
+    bool end = record->kind == LoadRecord::Kind::end;
+    builder_.add(std::move(*record));
+    if (end) out.emplace_back(builder_.finish());
+    return true;
+  }
+  std::visit(
+      [&out](auto&& e) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(e)>, LoadRecord>) out.emplace_back(std::move(e));
+      },
+      std::move(*event));
+  return true;
+}
+
+// Parses whole frames from in_ until `deadline`; false when one is malformed.
+bool StoreProcess::parse(std::vector<StoreEvent>& out, Clock::time_point deadline, std::optional<uint64_t>* held) {
+  backlog_ = false;
+  size_t used = 0;
+  for (int n = 1;; ++n) {
+    auto frame = wire::next_frame(std::string_view(in_).substr(in_pos_), &used);
+    if (used == SIZE_MAX) return false;
+    if (!frame) return true;
+    in_pos_ += used;
+    if (!take(*frame, out, held)) return false;
+    if (n % 256 == 0 && Clock::now() >= deadline) {
+      backlog_ = true;
+      return true;
+    }
+  }
+}
+
+std::vector<StoreEvent> StoreProcess::drain(std::chrono::milliseconds budget) {
+  std::vector<StoreEvent> out;
+  if (fd_ < 0 && pid_ < 0) {
+    // A store process died: start the next one when its delay is over.
+    if (Clock::now() < next_start_) return out;
+    std::string error;
+    if (start(&error)) {
+      out.emplace_back(LogLine{LogLevel::notice, "iotgate: store process " + std::to_string(pid_) + " started"});
+    } else {
+      next_start_ = Clock::now() + restart_delay_;
+      out.emplace_back(LogLine{LogLevel::error, "iotgate: cannot start the store process (" + error + ")"});
+    }
+    return out;
+  }
+  const uint64_t bell = doorbell_->load(std::memory_order_acquire);
+  const auto now = Clock::now();
+  const bool check = now >= next_check_;
+  if (bell == seen_ && !backlog_ && !more_ && !check && !eof_) return out;
+  seen_ = bell;
+  if (check) next_check_ = now + kHealthCheck;
+  if (dropped_jobs_) {
+    out.emplace_back(LogLine{LogLevel::warning, "iotgate: the store process is not reading; dropped " +
+                                                    std::to_string(dropped_jobs_) + " writes"});
+    dropped_jobs_ = 0;
+  }
+  read_available();
+  if (!parse(out, now + budget, nullptr)) {
+    lose("sent a malformed message", out);
+  } else if (eof_ && !backlog_) {
+    lose("went away", out);
+  } else if (check && waitpid(pid_, nullptr, WNOHANG) == pid_) {
+    pid_ = -1;  // reaped: lose() must not wait for it again
+    lose("exited", out);
+  }
+  return out;
+}
+
+void StoreProcess::lose(const std::string& why, std::vector<StoreEvent>& out) {
+  std::string how;
+  if (pid_ > 0) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    how = WIFSIGNALED(status) ? " (signal " + std::to_string(WTERMSIG(status)) + ")"
+                              : " (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
+  }
+  const auto now = Clock::now();
+  // One that ran for a while is restarted at once; one that keeps dying, later and later.
+  restart_delay_ = now - started_ > 60s ? std::chrono::milliseconds(0) : std::max(2 * restart_delay_, 1000ms);
+  restart_delay_ = std::min<std::chrono::milliseconds>(restart_delay_, 30s);
+  next_start_ = now + restart_delay_;
+  out.emplace_back(LogLine{LogLevel::error, "iotgate: the store process " + why + how +
+                                                "; the writes it had not made are lost; starting another in " +
+                                                std::to_string(restart_delay_.count() / 1000) + " s"});
+  close_socket();
+  pid_ = -1;
+}
+
+void StoreProcess::close_socket() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  eof_ = false;
+  more_ = backlog_ = false;
+  in_.clear();
+  in_pos_ = 0;
+  builder_.reset();
+}
+
+uint64_t StoreProcess::stop(std::chrono::milliseconds wait, std::vector<LogLine>& lines) {
+  if (pid_ < 0) return 0;
+  const auto deadline = Clock::now() + wait;
+  auto ms_left = [&] {
+    return static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+  };
+  wire::put_stop(out_);
+  while (fd_ >= 0 && !eof_ && out_pos_ < out_.size() && ms_left() > 0) {
+    pollfd p{fd_, POLLOUT, 0};
+    poll(&p, 1, ms_left());
+    flush();
+  }
+  // Until the store process says what it could not write, then exits.
+  std::optional<uint64_t> held;
+  std::vector<StoreEvent> events;
+  while (fd_ >= 0 && !held && ms_left() > 0) {
+    pollfd p{fd_, POLLIN, 0};
+    poll(&p, 1, ms_left());
+    read_available();
+    if (!parse(events, Clock::time_point::max(), &held) || (eof_ && !held)) break;
+  }
+  for (auto& e : events)
+    if (auto* line = std::get_if<LogLine>(&e)) lines.push_back(std::move(*line));
+  if (!held)
+    lines.push_back(LogLine{LogLevel::warning, "iotgate: the store process did not confirm its writes before stopping"});
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (ms_left() == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    usleep(5000);
+  }
+  close_socket();
+  pid_ = -1;
+  out_.clear();
+  out_pos_ = 0;
+  return held.value_or(0);
+}
+
+}  // namespace iotgate
