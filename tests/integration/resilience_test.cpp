@@ -1,4 +1,9 @@
 // Options, Redis unreachable at start, Redis killed / stalled / restarted, broker restarted.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "stack.h"
 
 namespace iotgate::test {
@@ -212,6 +217,96 @@ TEST_F(RedisOutageTest, RedisRestartWithDevicesConnected) {
   EXPECT_TRUE(dev->connected());
   EXPECT_EQ(dev->publish(uplink, "after-restart", 1), 0);
   EXPECT_TRUE(app->wait_message(uplink));
+}
+
+// ---- the store process (docs/architecture.md, "The store process")
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t child; in >> child;) out.push_back(child);
+  return out;
+}
+size_t threads_of(pid_t pid) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) n += !e.path().empty();
+  return n;
+}
+std::string comm_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+// Gone: no such process, or a zombie nobody has reaped yet (an orphan's parent may be any process).
+bool exited(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return true;
+  size_t close = stat.rfind(')');
+  return close == std::string::npos || stat.substr(close + 2, 1) == "Z";
+}
+
+TEST_F(RedisOutageTest, RedisIoRunsInAStoreProcessAndTheBrokerKeepsOneThread) {
+  EXPECT_EQ(threads_of(broker->pid()), 1u) << "the plugin gave the broker's process a thread";
+  auto kids = children_of(broker->pid());
+  ASSERT_EQ(kids.size(), 1u);
+  EXPECT_EQ(comm_of(kids[0]), "iotgate-store");
+  int64_t ts = unix_now() - 1;
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts))->disconnect();
+  EXPECT_GE(std::stoll("0" + offline_time_reaching(ts)), ts) << "a logout time did not reach Redis";
+  EXPECT_EQ(threads_of(broker->pid()), 1u);
+}
+
+TEST_F(RedisOutageTest, AKilledStoreProcessIsReplacedAndNothingElseStops) {
+  auto app = connect("app-1", "app", "app-pw");
+  ASSERT_LT(app->subscribe("/sys/#", 1), 128);
+  auto before = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
+  const pid_t first = children_of(broker->pid()).at(0);
+  size_t from = broker->log_size();
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  EXPECT_TRUE(broker->wait_for_log("iotgate: the store process went away \\(signal 9\\)", seconds(5), from));
+  // While there is none, the connected device goes on: the broker needs no store process to decide.
+  EXPECT_EQ(before->publish(uplink, "without-store", 1), 0);
+  EXPECT_TRUE(app->wait_message(uplink));
+  EXPECT_TRUE(broker->wait_for_log("iotgate: store process [0-9]+ started", seconds(5), from));
+  EXPECT_TRUE(broker->wait_for_log("iotgate: (re)?loaded", seconds(10), from));
+  auto kids = children_of(broker->pid());
+  ASSERT_EQ(kids.size(), 1u);
+  EXPECT_NE(kids[0], first);
+  EXPECT_EQ(comm_of(kids[0]), "iotgate-store");
+  // Writes go through the new one: a type-1 login's logout time lands in Redis.
+  before->disconnect();
+  int64_t ts = unix_now() + 1;
+  std::this_thread::sleep_for(milliseconds(1100));
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts))->disconnect();
+  EXPECT_GE(std::stoll("0" + offline_time_reaching(ts)), ts);
+  // And it follows changes: a device disabled now is refused.
+  cli({"device", "disable", kPid, kEui});
+  std::this_thread::sleep_for(milliseconds(1100));
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, unix_now()), 135);
+}
+
+TEST_F(RedisOutageTest, AKilledBrokerLeavesNoStoreProcessAndItsWritesLand) {
+  int64_t ts = unix_now() - 1;
+  auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts));
+  const pid_t store = children_of(broker->pid()).at(0);
+  // The login's write goes to the store process at the end of the broker's loop iteration (TICK) and waits
+  // there for a batch (StoreWorker::kTouchDelay): kill the broker after the first, well before the second.
+  std::this_thread::sleep_for(milliseconds(20));
+  // SIGKILL to the broker alone (the harness's kill() takes the whole process group): no plugin cleanup runs.
+  ASSERT_EQ(kill(broker->pid(), SIGKILL), 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = exited(store);
+    if (!gone) std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_TRUE(gone) << "store process " << store << " outlived its broker";
+  broker->kill();  // reaps it
+  // The login time it had been handed reached Redis before it exited.
+  std::string online = redis.cli({"HGET", "iotgate:last_online:" + kPid, kEui});
+  ASSERT_FALSE(online.empty());
+  EXPECT_GE(std::stoll(online), ts);
 }
 
 }  // namespace
