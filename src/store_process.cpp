@@ -1,6 +1,7 @@
 #include "iotgate/store_process.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -238,7 +239,10 @@ bool StoreProcess::take(const wire::Frame& frame, std::vector<StoreEvent>& out, 
   if (auto* record = std::get_if<LoadRecord>(&*event)) {
     bool end = record->kind == LoadRecord::Kind::end;
     builder_.add(std::move(*record));
-    if (end) out.emplace_back(builder_.finish());
+    if (end) {
+      out.emplace_back(builder_.finish());
+      loaded_ = true;
+    }
     return true;
   }
   std::visit(
@@ -292,7 +296,16 @@ std::vector<StoreEvent> StoreProcess::drain(std::chrono::milliseconds budget) {
     dropped_jobs_ = 0;
   }
   read_available();
-  if (!parse(out, now + budget, nullptr)) {
+  loaded_ = false;
+  const bool parsed = parse(out, now + budget, nullptr);
+  if (loaded_ && !backlog_) {
+    // A load passed through here: give back its buffer and the records' memory (tens of MB for 100k devices).
+    in_.erase(0, in_pos_);
+    in_pos_ = 0;
+    in_.shrink_to_fit();
+    malloc_trim(0);
+  }
+  if (!parsed) {
     lose("sent a malformed message", out);
   } else if (eof_ && !backlog_) {
     lose("went away", out);

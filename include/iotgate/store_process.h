@@ -76,6 +76,7 @@ class StoreProcess {
   std::string out_;  // encoded jobs not yet written
   size_t out_pos_ = 0;
   bool backlog_ = false;  // whole frames left when the last drain ran out of budget
+  bool loaded_ = false;   // this drain completed a load
   SnapshotBuilder builder_;
   Clock::time_point started_{};
   Clock::time_point next_check_{};
