@@ -1908,6 +1908,13 @@ int mode_report(Options& o) {
     return median(values(sc, label, field));
   };
   auto show = [](double v, int decimals = 0) { return std::isnan(v) ? std::string("-") : fmt(v, decimals); };
+  // CPU (ms) of iotgate's own work off the broker thread: the broker's other threads (before the store process)
+  // plus the store process (since). `prefix` is where the run's cpu_ms object is.
+  auto plugin_ms = [](const rapidjson::Value& r, const std::string& prefix) {
+    double threads = num_at(r, (prefix + "cpu_ms.broker").c_str()) - num_at(r, (prefix + "cpu_ms.broker_main").c_str());
+    double store = num_at(r, (prefix + "cpu_ms.store").c_str());
+    return threads + (std::isnan(store) ? 0 : store);
+  };
   // "median (min-max)" of a field, or just the value when there is one run.
   auto spread = [&](const std::string& sc, const std::string& label, const char* field) {
     auto v = values(sc, label, field);
@@ -1990,7 +1997,7 @@ int mode_report(Options& o) {
   {
     std::string sc = "publish-qos0";
     // The no-op plugin (bench/noop_plugin.cpp), alone and with one idle thread: sharing the broker's descriptor
-    // table, or with a table of its own as iotgate's threads take (src/worker.cpp).
+    // table, or with a table of its own as iotgate's threads took before the store process.
     struct Control {
       const char *label, *what, *source, *column;
     };
@@ -1999,7 +2006,7 @@ int mode_report(Options& o) {
          "bench/noop_plugin.cpp; ", "no-op plugin"},
         {"noopthread", "the same no-op plugin with one idle thread that shares the broker's file descriptor table", "",
          "that plugin"},
-        {"noopown", "the same no-op plugin with one idle thread with a descriptor table of its own, as iotgate's threads",
+        {"noopown", "the same no-op plugin with one idle thread with a descriptor table of its own, as iotgate's threads had before the store process",
          "", "that plugin"}};
     for (const Control& c : controls)
       if (!values(sc, c.label, "delivered_rate").empty())
@@ -2029,8 +2036,11 @@ int mode_report(Options& o) {
     double per = (dg - dp) * 1024.0 / n;
     std::printf("| %s idle sessions: broker RSS growth (kB) / iotgate's extra bytes per session | %s | %s | | %s B | <= 1024 B | %s |\n",
                 show(n).c_str(), show(dp).c_str(), show(dg).c_str(), show(per).c_str(), verdict(per, 1024, false).c_str());
+    std::string iotgate_rss = show(med("hold", "iotgate", "rss_before_kb"));
+    double store_rss = med("hold", "iotgate", "children_rss_kb");  // absent before the store process
+    if (store_rss > 0) iotgate_rss += " + " + show(store_rss) + " (store process)";
     std::printf("| idle broker RSS before the sessions (kB; iotgate holds the device registry) | %s | %s | | | | |\n",
-                show(med("hold", "plain", "rss_before_kb")).c_str(), show(med("hold", "iotgate", "rss_before_kb")).c_str());
+                show(med("hold", "plain", "rss_before_kb")).c_str(), iotgate_rss.c_str());
   }
   {
     double unstalled = med("publish-qos0", "iotgate", "delivered_rate");
@@ -2087,9 +2097,9 @@ int mode_report(Options& o) {
     std::printf("\n%ld run(s) left out and repeated because other processes used more than a quarter of a CPU during "
                 "them (marked \"noisy\" in the results file).\n", left_out);
   std::printf("\nCPU per login in the connect storms (microseconds, median; broker = mosquitto's main thread, plugin = "
-              "iotgate's threads, redis = redis-server, loadgen = the load generator, others = other processes on the "
+              "iotgate's store process (its threads in the broker before it), redis = redis-server, loadgen = the load generator, others = other processes on the "
               "machine during the run):\n\n");
-  std::printf("| pass | broker | conn/s | broker main | plugin threads | redis | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| pass | broker | conn/s | broker main | plugin | redis | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (const char* pass : {"first", "warm", "warm-redis-stopped"})
     for (const char* label : {"plain", "iotgate", "pwfile"}) {
       std::string sc = std::string("connect-") + pass;
@@ -2099,7 +2109,7 @@ int mode_report(Options& o) {
         double ok = num_at(*r, "ok");
         if (!(ok > 0)) continue;
         mainv.push_back(1000 * num_at(*r, "cpu_ms.broker_main") / ok);
-        plug.push_back(1000 * (num_at(*r, "cpu_ms.broker") - num_at(*r, "cpu_ms.broker_main")) / ok);
+        plug.push_back(1000 * plugin_ms(*r, "") / ok);
         red.push_back(1000 * num_at(*r, "cpu_ms.redis") / ok);
         lg.push_back(1000 * num_at(*r, "cpu_ms.loadgen") / ok);
         oth.push_back(1000 * num_at(*r, "cpu_ms.others") / ok);
@@ -2110,7 +2120,7 @@ int mode_report(Options& o) {
                   show(median(lg)).c_str(), show(median(oth)).c_str());
     }
   std::printf("\nCPU per delivered message while publishing (microseconds, median):\n\n");
-  std::printf("| QoS | broker | msg/s | broker main | plugin threads | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| QoS | broker | msg/s | broker main | plugin | loadgen | others |\n|---|---|---:|---:|---:|---:|---:|\n");
   for (int qos : {0, 1})
     for (const char* label : {"plain", "iotgate", "noop", "noopthread", "noopown"}) {
       std::string sc = "publish-qos" + std::to_string(qos);
@@ -2120,7 +2130,7 @@ int mode_report(Options& o) {
         double n = num_at(*r, "delivered");
         if (!(n > 0)) continue;
         mainv.push_back(1000 * num_at(*r, "cpu_ms.broker_main") / n);
-        plug.push_back(1000 * (num_at(*r, "cpu_ms.broker") - num_at(*r, "cpu_ms.broker_main")) / n);
+        plug.push_back(1000 * plugin_ms(*r, "") / n);
         lg.push_back(1000 * num_at(*r, "cpu_ms.loadgen") / n);
         oth.push_back(1000 * num_at(*r, "cpu_ms.others") / n);
       }
@@ -2132,7 +2142,7 @@ int mode_report(Options& o) {
   if (values("ota", "iotgate", "saturation.rate").empty() || failed.count("ota")) return 0;
   std::printf("\nCPU per firmware report in the OTA runs (microseconds, median; loadgen includes the echo client "
               "on plain):\n\n");
-  std::printf("| phase | broker | reports/s | broker main | plugin threads | redis | loadgen | of which echo | others |\n"
+  std::printf("| phase | broker | reports/s | broker main | plugin | redis | loadgen | of which echo | others |\n"
               "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const char* phase : {"fixed", "saturation"})
     for (const char* label : {"plain", "iotgate"}) {
@@ -2145,7 +2155,7 @@ int mode_report(Options& o) {
         double n = num_at(*r, count_field.c_str());
         if (!(n > 0)) continue;
         mainv.push_back(1000 * cpu(*r, "broker_main") / n);
-        plug.push_back(1000 * (cpu(*r, "broker") - cpu(*r, "broker_main")) / n);
+        plug.push_back(1000 * plugin_ms(*r, ph + ".") / n);
         red.push_back(1000 * cpu(*r, "redis") / n);
         lg.push_back(1000 * cpu(*r, "loadgen") / n);
         double e = cpu(*r, "echo");

@@ -271,6 +271,12 @@ restart_broker() {
   start_broker "$1"
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# RSS of a broker's child processes (iotgate's store process), in kB.
+children_rss_kb() {
+  local c total=0
+  for c in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do total=$(( total + $(rss_kb "$c") )); done
+  echo "$total"
+}
 
 # Waits until iotgate's writer has applied its queued login/logout writes (redis goes quiet), at most 120 s.
 quiesce() {
@@ -287,7 +293,12 @@ quiesce() {
 for b in plain iotgate pwfile noop noopthread noopown; do start_broker "$b"; done
 log "brokers: plain :${PORT[plain]}, iotgate :${PORT[iotgate]}, password_file :${PORT[pwfile]}; redis :$REDIS_PORT"
 
-cpu_of() { echo "broker=${PID[$1]},redis=${PID[redis]}"; }
+# CPU time to record for a run on broker $1: the broker, its store process (iotgate's), redis-server.
+cpu_of() {
+  local kid spec="broker=${PID[$1]},redis=${PID[redis]}"
+  for kid in $(cat "/proc/${PID[$1]}/task/${PID[$1]}/children" 2>/dev/null); do spec+=",store=$kid"; done
+  echo "$spec"
+}
 login_of() { [[ $1 == pwfile ]] && echo userpass || echo v2t1; }
 
 # ------------------------------------------------------------------------------------------ scenarios
@@ -413,7 +424,7 @@ scenario_publish() {  # scenario_publish SCENARIO QOS REPS [extra loadgen args]
 # Idle sessions: fresh plain and iotgate brokers; RSS before, then with HOLD sessions connected (several load
 # generator processes: libmosquitto uses three descriptors per client).
 scenario_hold() {
-  local b per procs i first total ready rss0 rss1 up
+  local b per procs i first total ready rss0 rss1 up children_rss
   restart_broker plain
   restart_broker iotgate
   sleep 2
@@ -434,6 +445,7 @@ scenario_hold() {
     wait_for 240 bash -c "[[ \$(grep -c READY '$WORK/hold-$b.err') -ge $procs ]]" || log "hold $b: not every process got ready"
     sleep 3
     rss1=$(rss_kb "${PID[$b]}")
+    children_rss=$(children_rss_kb "${PID[$b]}")
     up=$(grep -o '"alive":[0-9]*' "$WORK/hold-$b.out" | awk -F: '{s += $2} END {print s+0}')
     for ((i = 0; i < procs; i++)); do kill -USR1 "${PID[hold$i]}" 2>/dev/null || true; done
     for ((i = 0; i < procs; i++)); do
@@ -442,8 +454,8 @@ scenario_hold() {
       unset "PID[hold$i]"
     done
     record < "$WORK/hold-$b.out"
-    printf '{"mode":"hold-summary","label":"%s","scenario":"hold","sessions":%s,"rss_before_kb":%s,"rss_after_kb":%s}\n' \
-      "$b" "$up" "$rss0" "$rss1" | record
+    printf '{"mode":"hold-summary","label":"%s","scenario":"hold","sessions":%s,"rss_before_kb":%s,"rss_after_kb":%s,"children_rss_kb":%s}\n' \
+      "$b" "$up" "$rss0" "$rss1" "$children_rss" | record
     log "hold $b: $up sessions, RSS $rss0 -> $rss1 kB"
     [[ $b == iotgate ]] && quiesce
     sleep 1.5
