@@ -76,9 +76,9 @@ PREFIX="iotgate:"
 
 if [[ $(id -u) == 0 ]]; then NICE="${IOTGATE_BENCH_NICE:--10}"; else NICE="${IOTGATE_BENCH_NICE:-0}"; fi
 
-# CPUs: every broker on the last CPU, redis-server and the publish load generator on the others, as a broker
-# serving devices over the network has its CPU to itself. The publish load generator then polls its sockets
-# without sleeping (--spin), so the broker never pays for waking it. On one CPU nothing is pinned.
+# CPUs: every broker on the last CPU; redis-server, iotgate's store process and the publish load generator on the
+# others, as a broker serving devices over the network has its CPU to itself. The publish load generator then polls
+# its sockets without sleeping (--spin), so the broker never pays for waking it. On one CPU nothing is pinned.
 NCPU="$(nproc)"
 if (( NCPU >= 2 )); then
   BROKER_CPUS=$(( NCPU - 1 ))
@@ -261,6 +261,11 @@ start_broker() {
   PID[$name]=$!
   wait_for 20 port_in_use "$port" || { cat "$dir/mosquitto.out" "$dir/mosquitto.log" >&2; die "$name broker did not start"; }
   if [[ $name == iotgate ]]; then
+    # Its store process inherited the broker's CPU; it goes with redis-server, as any process not the broker.
+    local kid
+    for kid in $(cat "/proc/${PID[$name]}/task/${PID[$name]}/children" 2>/dev/null); do
+      taskset -p -c "$LOAD_CPUS" "$kid" >/dev/null || die "cannot move the store process $kid to CPUs $LOAD_CPUS"
+    done
     wait_for 60 grep -q "iotgate: loaded" "$dir/mosquitto.log" || { cat "$dir/mosquitto.log" >&2; die "iotgate did not load"; }
     log "iotgate: $(grep -o 'loaded.*' "$dir/mosquitto.log" | head -1)"
   fi

@@ -253,6 +253,14 @@ std::optional<std::string> RedisStore::last_stream_id(const std::string& stream)
   return std::string(entry->element[0]->str, entry->element[0]->len);
 }
 
+std::optional<bool> RedisStore::stream_holds(const std::string& stream, const std::string& id) {
+  Reply r = id == "0-0" ? command({"XLEN", stream}) : command({"XRANGE", stream, id, id});
+  if (!r) return std::nullopt;
+  if (id == "0-0") return r->type == REDIS_REPLY_INTEGER ? std::optional<bool>(r->integer == 0) : std::nullopt;
+  if (r->type != REDIS_REPLY_ARRAY) return std::nullopt;
+  return r->elements == 1;
+}
+
 std::optional<std::vector<std::string>> RedisStore::smembers(const std::string& k) {
   Reply r = command({"SMEMBERS", k});
   if (!r || r->type != REDIS_REPLY_ARRAY) return std::nullopt;

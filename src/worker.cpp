@@ -161,6 +161,8 @@ void StoreWorker::watcher_loop() {
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;
+  // Where the last connection stopped reading the streams; empty until a load has succeeded.
+  std::string after, commands_after;
   while (!stop_) {
     if (!store.connect()) {
       if (!reported_down) {
@@ -171,25 +173,44 @@ void StoreWorker::watcher_loop() {
       retry = std::min(retry * 2, kRetryMax);
       continue;
     }
-    // Read the stream position first, so changes made during the load are replayed after it.
-    auto position = store.last_change_id();
-    // Commands given while no plugin was listening are stale: start after the newest one.
-    auto commands_position = position ? store.last_command_id() : std::nullopt;
-    bool loaded = commands_position && store.load_all([this](LoadRecord r) { emit(std::move(r)); });
-    // Reading every device hash allocates far more than it keeps: give the freed pages back to the system.
-    malloc_trim(0);
-    if (!loaded) {
+    // Back after an outage: when the changes stream still holds the last entry read, nothing after it was trimmed,
+    // so following it from there misses nothing and spares the broker a reload of everything.
+    std::optional<bool> resume = after.empty() ? std::optional<bool>(false) : store.stream_holds(store.key("changes"), after);
+    if (!resume) {
       sleep_unless_stopped(retry);
       continue;
     }
+    if (*resume) {
+      std::optional<bool> commands_kept = store.stream_holds(store.key("commands"), commands_after);
+      std::optional<std::string> newest = commands_kept && !*commands_kept ? store.last_command_id() : std::nullopt;
+      if (!commands_kept || (!*commands_kept && !newest)) {
+        sleep_unless_stopped(retry);
+        continue;
+      }
+      if (newest) commands_after = *newest;  // trimmed past where we were: as at a load, start after the newest
+      log(LogLevel::notice, "iotgate: redis reachable again; following its changes from where they stopped (no reload)");
+    } else {
+      // Read the stream position first, so changes made during the load are replayed after it.
+      auto position = store.last_change_id();
+      // Commands given while no plugin was listening are stale: start after the newest one.
+      auto commands_position = position ? store.last_command_id() : std::nullopt;
+      bool loaded = commands_position && store.load_all([this](LoadRecord r) { emit(std::move(r)); });
+      // Reading every device hash allocates far more than it keeps: give the freed pages back to the system.
+      malloc_trim(0);
+      if (!loaded) {
+        sleep_unless_stopped(retry);
+        continue;
+      }
+      after = *position;
+      commands_after = *commands_position;
+    }
     reported_down = false;
     retry = kRetryMin;
-    std::string after = *position, commands_after = *commands_position;
     while (!stop_) {
       std::vector<Command> commands;
       auto updates = store.read_changes(after, commands_after, 500, commands);
       if (!updates) {
-        log(LogLevel::warning, "iotgate: lost redis (" + store.last_error() + "); will reload when it returns");
+        log(LogLevel::warning, "iotgate: lost redis (" + store.last_error() + "); will follow it again when it returns");
         reported_down = true;
         break;
       }

@@ -117,6 +117,9 @@ class RedisStore {
   bool load_all(const std::function<void(LoadRecord)>& sink);
   // Last id of the commands stream ("0-0" when empty); nullopt on failure.
   std::optional<std::string> last_command_id();
+  // Whether `stream` still holds the entry `id` ("0-0": whether it is still empty): then no entry after it has been
+  // trimmed. nullopt on failure.
+  std::optional<bool> stream_holds(const std::string& stream, const std::string& id);
   // Blocks up to block_ms for changes after `after` and commands after `commands_after`; advances both.
   // nullopt on failure.
   std::optional<std::vector<EntityUpdate>> read_changes(std::string& after, std::string& commands_after, int block_ms,

@@ -207,16 +207,47 @@ TEST_F(RedisOutageTest, DevicesOnlineAtShutdownAreRecordedOffline) {
   connect_v2(c, 135);  // the password captured before the restart cannot be replayed
 }
 
+// A Redis that comes back with its data (AOF) still holds the changes stream where the plugin stopped reading
+// it: the plugin follows it from there, with no reload of everything (which would cost the broker thread a parse
+// of every device).
 TEST_F(RedisOutageTest, RedisRestartWithDevicesConnected) {
   auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
   auto app = connect("app-1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   size_t from = broker->log_size();
   redis.restart();
-  EXPECT_TRUE(broker->wait_for_log("iotgate: reloaded", std::chrono::seconds(10), from));
+  EXPECT_TRUE(broker->wait_for_log("following its changes from where they stopped", seconds(10), from));
+  EXPECT_EQ(broker->count_log("iotgate: reloaded", from), 0u);
   EXPECT_TRUE(dev->connected());
   EXPECT_EQ(dev->publish(uplink, "after-restart", 1), 0);
   EXPECT_TRUE(app->wait_message(uplink));
+  // Changes go on being followed.
+  cli({"device", "disable", kPid, kEui});
+  EXPECT_TRUE(dev->wait_disconnected());
+}
+
+// Changes made while the plugin's connections were away are applied once it follows the stream again.
+TEST_F(RedisOutageTest, ChangesMadeWhileThePluginWasAwayAreApplied) {
+  auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
+  size_t from = broker->log_size();
+  redis.cli({"CLIENT", "KILL", "TYPE", "normal"});  // every connection, the plugin's among them
+  cli({"device", "disable", kPid, kEui});
+  EXPECT_TRUE(dev->wait_disconnected());
+  EXPECT_TRUE(broker->wait_for_log("following its changes from where they stopped", seconds(5), from));
+  EXPECT_EQ(broker->count_log("iotgate: reloaded", from), 0u);
+  connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1), 135);
+}
+
+// A stream trimmed past where the plugin was (or a Redis with other data) cannot be followed: everything is
+// loaded again.
+TEST_F(RedisOutageTest, RedisBackWithoutThePluginsPlaceInTheStreamIsReloaded) {
+  auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
+  redis.cli({"XTRIM", "iotgate:changes", "MAXLEN", "0"});
+  size_t from = broker->log_size();
+  redis.restart();
+  EXPECT_TRUE(broker->wait_for_log("iotgate: reloaded", seconds(10), from));
+  EXPECT_EQ(broker->count_log("following its changes from where they stopped", from), 0u);
+  EXPECT_TRUE(dev->connected());
 }
 
 // ---- the store process (docs/architecture.md, "The store process")
