@@ -454,8 +454,8 @@ Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, co
                               const void* handle, TopicText topic, std::string_view suffix, std::string_view payload) {
   // Which of the topics the platform answers is this? The ACL allowed the publish, so the kind narrows it down:
   // an auth session may publish only its request, a registration only register/post, a gateway only OTA results.
-  enum class Handler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result } handler =
-      Handler::none;
+  using Handler = PlatformHandler;
+  Handler handler = Handler::none;
   switch (kind) {
     case SessionKind::lierda_auth: handler = Handler::lierda_auth; break;
     case SessionKind::krt_register: handler = Handler::krt_register; break;
@@ -470,13 +470,20 @@ Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, co
     case SessionKind::account: break;
   }
   if (handler == Handler::none) return Verdict::pass;
-  Session* session = found.session;
-  // Answering a report leaves the session table alone: no copy of the identity on that per-message path.
+  // Answering a report leaves the session table alone: no copy of the identity on that per-message path. Oversized
+  // or opaque (not a frame): application data, delivered, not acked, decided before anything is built.
   if (handler == Handler::lierda_report) {
-    // Oversized: application data, delivered, just not acked.
-    if (payload.size() <= config_.max_payload) answer_lierda_report(client_id_text, *session, suffix, payload);
+    if (payload.size() <= config_.max_payload && lierda_may_answer(suffix, payload))
+      answer_lierda_report(client_id_text, *found.session, suffix, payload);
     return Verdict::pass;
   }
+  return run_handler(handler, *found.session, client_id_text, handle, topic, suffix, payload);
+}
+
+Verdict Gate::run_handler(PlatformHandler handler, Session& session_found, const char* client_id_text,
+                          const void* handle, TopicText topic, std::string_view suffix, std::string_view payload) {
+  using Handler = PlatformHandler;
+  Session* session = &session_found;
   std::string_view client_id(client_id_text);
   if (payload.size() > config_.max_payload) {
     log_.limited(LogLevel::notice, "oversized",
@@ -517,7 +524,6 @@ Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, co
 // Acks a Lierda report the way the platform does; the report itself still goes on to its subscribers.
 void Gate::answer_lierda_report(const char* client_id_text, Session& session, std::string_view suffix,
                                 std::string_view payload) {
-  if (!lierda_may_answer(suffix, payload)) return;  // before the clocks are wrapped for lierda_ack_for
   auto ack = lierda_ack_for(suffix, payload, wall_ms, config_.timezone, clock_);
   if (!ack) return;
   std::string_view client_id(client_id_text);

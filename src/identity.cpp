@@ -61,8 +61,7 @@ const char* to_string(SessionKind kind) {
 
 Flow classify_lierda_suffix(std::string_view s) {
   constexpr Flow up = Flow::device_to_platform, down = Flow::platform_to_device;
-  // The fixed names by length: one comparison or three per message instead of up to thirty, each of a size known
-  // here, which the compiler compares inline rather than by a call to memcmp.
+  // The fixed names by length: one comparison or three per message instead of up to thirty.
   auto is = [s](const auto& name) {
     constexpr size_t n = sizeof(name) - 1;
     return s.size() == n && std::memcmp(s.data(), name, n) == 0;
@@ -190,7 +189,7 @@ bool shape_matches(const AccountRule& rule, TopicText topic) {
     case AccountRule::Shape::exact:
       return topic == rule.filter;
     case AccountRule::Shape::subtree: {
-      auto rest = topic.after(std::string_view(rule.filter).substr(0, rule.filter.size() - 2));  // "X/#" -> "X"
+      auto rest = topic.after(std::string_view(rule.filter.data(), rule.filter.size() - 2));  // "X/#" -> "X"
       return rest && (rest->empty() || rest->front_or_nul() == '/');
     }
     case AccountRule::Shape::all:

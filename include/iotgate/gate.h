@@ -107,6 +107,12 @@ class Gate {
   // The platform's side of a device session's publish that its ACL allowed; `suffix`: the topic after the prefix.
   Verdict answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id, const void* handle,
                           TopicText topic, std::string_view suffix, std::string_view payload);
+  enum class PlatformHandler { none, lierda_auth, krt_register, lierda_ota, lierda_report, krt_ota, emu_result };
+  // The handlers that parse and answer (all but report acks): kept out of answer_platform, which every message
+  // of a device passes, so that it stays small.
+  [[gnu::noinline]] Verdict run_handler(PlatformHandler handler, Session& session, const char* client_id,
+                                        const void* handle, TopicText topic, std::string_view suffix,
+                                        std::string_view payload);
   struct Refusal {
     const char* reason_key;
     std::string reason;
