@@ -76,7 +76,12 @@ bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
   auto send_events = [&] {
     out.clear();
     for (const auto& e : worker.drain()) wire::put_event(out, e);
-    return out.empty() || send_all(fd, out, doorbell);
+    bool sent = out.empty() || send_all(fd, out, doorbell);
+    if (out.capacity() > (1u << 20)) {  // a load passed: give its buffers back to the system
+      std::string().swap(out);
+      malloc_trim(0);
+    }
+    return sent;
   };
   bool running = true;
   while (running) {

@@ -35,6 +35,7 @@ void StoreWorker::stop() {
   stop_ = true;
   jobs_cv_.notify_all();
   sleep_cv_.notify_all();
+  events_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (watcher_.joinable()) watcher_.join();
 }
@@ -57,14 +58,20 @@ size_t StoreWorker::held_writes() const {
 
 std::vector<WorkerEvent> StoreWorker::drain() {
   std::vector<WorkerEvent> out;
-  std::lock_guard lock(events_mutex_);
-  out.swap(events_);
+  {
+    std::lock_guard lock(events_mutex_);
+    out.swap(events_);
+  }
+  events_cv_.notify_all();
   return out;
 }
 
 void StoreWorker::emit(WorkerEvent event) {
+  const bool load = std::holds_alternative<LoadRecord>(event);
   {
-    std::lock_guard lock(events_mutex_);
+    std::unique_lock lock(events_mutex_);
+    // A load's records wait for drain() to catch up: queued all at once, 100,000 devices took ~100 MB.
+    if (load) events_cv_.wait(lock, [this] { return events_.size() < kMaxQueuedRecords || stop_; });
     events_.push_back(std::move(event));
   }
   if (on_event_) on_event_();

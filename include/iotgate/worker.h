@@ -37,6 +37,8 @@ class StoreWorker {
   static constexpr size_t kMaxHeldWrites = 200000;
   static constexpr size_t kTouchBatch = 500;
   static constexpr std::chrono::milliseconds kTouchDelay{50};
+  // A load's records queued before the watcher waits for drain().
+  static constexpr size_t kMaxQueuedRecords = 4096;
 
  private:
   void writer_loop();
@@ -54,6 +56,7 @@ class StoreWorker {
   std::deque<StoreJob> jobs_;
 
   std::mutex events_mutex_;
+  std::condition_variable events_cv_;
   std::vector<WorkerEvent> events_;
   std::function<void()> on_event_;
 
