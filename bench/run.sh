@@ -469,9 +469,17 @@ scenario_hold() {
 
 # Redis stalled: SIGSTOP redis-server for STALL_FOR s during a QoS 0 publish run on iotgate; meanwhile log in
 # STALL_LOGINS known devices (not among the publishers).
+# First a control: the same run with a process that does nothing stopped instead, to show what the three
+# segments' rates do on their own (they drift down within a run, on plain mosquitto as well).
 scenario_stall() {
-  publish_run iotgate 0 stall 0 --duration "$STALL_SECS" --stall-pid "${PID[redis]}" --stall-at "$STALL_AT" \
-    --stall-for "$STALL_FOR" --stall-logins "$STALL_LOGINS" --stall-first $((DEVICES - STALL_LOGINS))
+  local stall=(--duration "$STALL_SECS" --stall-at "$STALL_AT" --stall-for "$STALL_FOR" --stall-logins "$STALL_LOGINS"
+    --stall-first $((DEVICES - STALL_LOGINS)))
+  sleep 3600 &
+  PID[idle]=$!
+  publish_run iotgate 0 stall-control 0 "${stall[@]}" --stall-pid "${PID[idle]}"
+  stop_pid "${PID[idle]}"
+  unset 'PID[idle]'
+  publish_run iotgate 0 stall 0 "${stall[@]}" --stall-pid "${PID[redis]}"
   kill -CONT "${PID[redis]}" 2>/dev/null || true
   quiesce
 }
