@@ -355,7 +355,16 @@ void StoreProcess::close_socket() {
 }
 
 uint64_t StoreProcess::stop(std::chrono::milliseconds wait, std::vector<LogLine>& lines) {
-  if (pid_ < 0) return 0;
+  if (pid_ < 0) {  // none running (it died and the next has not started): what is queued here is not written
+    uint64_t unsent = 0;
+    size_t used = 0;
+    for (std::string_view rest = std::string_view(out_).substr(out_pos_); wire::next_frame(rest, &used);
+         rest.remove_prefix(used))
+      ++unsent;
+    out_.clear();
+    out_pos_ = 0;
+    return unsent;
+  }
   const auto deadline = Clock::now() + wait;
   auto ms_left = [&] {
     return static_cast<int>(std::max<int64_t>(

@@ -2,22 +2,8 @@
 
 #include <malloc.h>
 
-#include <pthread.h>
-#include <signal.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 namespace iotgate {
 namespace {
-// These are for the store process's main thread (store_process.cpp), which ignores them.
-void block_broker_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
 constexpr auto kRetryMin = std::chrono::milliseconds(200);
 constexpr auto kRetryMax = std::chrono::milliseconds(3000);
 }  // namespace
@@ -84,7 +70,6 @@ bool StoreWorker::sleep_unless_stopped(std::chrono::milliseconds d) {
 }
 
 void StoreWorker::writer_loop() {
-  block_broker_signals();
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;
@@ -164,7 +149,6 @@ void StoreWorker::writer_loop() {
 }
 
 void StoreWorker::watcher_loop() {
-  block_broker_signals();
   RedisStore store(config_);
   auto retry = kRetryMin;
   bool reported_down = false;

@@ -1,5 +1,5 @@
 // Client id -> session of the connected clients, also found by the connection (the broker's client object).
-// Every publish asks for its sender twice (write ACL, message callback) and for every subscriber once (read ACL).
+// Every publish asks for its sender once (its write check) and for every subscriber once (the read check).
 // A lookup by id hashes the id and compares it with the key: bucket, node, key and then the session's topic prefix
 // are each a likely cache miss next to the kernel's networking, and perf on the broker thread showed them as the
 // plugin's largest cost per message. The callbacks also carry the connection and the broker's own id buffer, so a

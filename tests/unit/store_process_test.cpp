@@ -275,6 +275,24 @@ TEST(StoreProcess, OneThatDiesIsReplaced) {
   store.stop(5s, lines);
 }
 
+// Stopping while none runs (it died, the next has not started yet): the jobs queued are counted as not written.
+TEST(StoreProcess, StopWhileNoneRunsCountsTheJobsNotSent) {
+  StoreProcess store(unreachable_redis());
+  std::string error;
+  ASSERT_TRUE(store.start(&error)) << error;
+  ASSERT_EQ(kill(store.pid(), SIGKILL), 0);
+  std::vector<StoreEvent> seen;
+  ASSERT_TRUE(drain_until(store, seen, [](const StoreEvent& e) { return says(e, "(signal 9)"); }));
+  ASSERT_EQ(store.pid(), -1);
+  StoreJob touch;
+  touch.type = StoreJob::Type::touch_device;
+  touch.durable = true;
+  store.submit(touch);
+  store.submit(touch);
+  std::vector<LogLine> lines;
+  EXPECT_EQ(store.stop(1s, lines), 2u);
+}
+
 // The store process outlives no broker: when the broker's end of the socket closes, it writes what it holds and
 // exits (here its parent is a short-lived process standing in for a broker killed with SIGKILL).
 TEST(StoreProcess, ExitsWhenTheBrokerIsGone) {
