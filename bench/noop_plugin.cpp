@@ -2,9 +2,9 @@
 // ACL_CHECK, DISCONNECT, TICK) and answers each at once. Publishing through it against plain mosquitto
 // shows what the plugin interface itself costs per message, apart from iotgate's own work.
 // `plugin_opt_thread shared` also starts one idle thread that shares the broker's descriptor table, as any
-// plugin thread does unless it unshares it (iotgate's do, see src/worker.cpp): what that costs the broker.
-// `plugin_opt_thread own` starts the same thread with a descriptor table of its own, as iotgate's threads: what a
-// plugin thread still costs once it leaves the table alone.
+// plugin thread does unless it unshares it: what that costs the broker. `plugin_opt_thread own` starts the same
+// thread with a descriptor table of its own, as iotgate's threads had before its store process: what a plugin
+// thread still costs once it leaves the table alone (glibc's multi-threaded paths; see docs/architecture.md).
 #include <mosquitto.h>
 #include <sched.h>
 #include <unistd.h>
@@ -33,7 +33,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**, struct mosquitto_op
     const bool own = !std::strcmp(opts[i].value, "own");
     if (own || !std::strcmp(opts[i].value, "shared"))
       std::thread([own] {
-        // As src/worker.cpp: a copy of the table, without the broker's descriptors in it.
+        // A copy of the table, without the broker's descriptors in it.
         if (own && unshare(CLONE_FILES) == 0) close_range(3, ~0U, 0);
         for (;;) pause();
       }).detach();

@@ -595,7 +595,7 @@ scenario_connect_nowrites
 log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
 # With three controls: mosquitto with a plugin that registers the same callbacks and does nothing
 # (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table, or
-# that has one of its own (as iotgate's threads).
+# that has one of its own (as iotgate's threads had before its store process).
 PUB_BROKERS="plain iotgate noop noopthread noopown" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
 scenario_publish publish-qos1 1 "$PUB_REPS_QOS1" --duration "$PUB_SECS"
 log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"

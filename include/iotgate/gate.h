@@ -1,5 +1,5 @@
 // The broker-thread engine: decides logins and ACLs from memory, answers the platform side of the credential
-// exchanges, and applies what the store threads report. Knows nothing of mosquitto; the adapter feeds it.
+// exchanges, and applies what the store process reports. Knows nothing of mosquitto; the adapter feeds it.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,7 +18,7 @@
 
 namespace iotgate {
 
-// What the gate asks of the broker and of the store threads. Called on the broker thread only.
+// What the gate asks of the broker and of the store process. Called on the broker thread only.
 class Effects {
  public:
   virtual ~Effects() = default;
@@ -29,7 +29,7 @@ class Effects {
   virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
   // Disconnects a client; the adapter does it on the next tick, never inside the callback that asked.
   virtual void kick(const std::string& client_id) = 0;
-  // Hands a write to the store threads; its StoreResult comes back through Gate::on_result when token != 0.
+  // Hands a write to the store process; its StoreResult comes back through Gate::on_result when token != 0.
   virtual void submit(StoreJob job) = 0;
 };
 
