@@ -168,13 +168,8 @@ bool StoreProcess::start(std::string* error) {
   }
   ::close(sv[1]);
   fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-  fd_ = sv[0];
+  fd_ = sv[0];  // the rest of the receiving state is as close_socket() (or the constructor) left it
   pid_ = pid;
-  eof_ = false;
-  in_.clear();
-  in_pos_ = 0;
-  backlog_ = false;
-  builder_.reset();
   seen_ = doorbell_->load(std::memory_order_acquire);
   started_ = next_check_ = Clock::now();
   return true;
@@ -218,11 +213,10 @@ void StoreProcess::read_available() {
       more_ = true;
       break;
     }
-    size_t at = in_.size();
-    in_.resize(at + 65536);
-    ssize_t n = ::recv(fd_, in_.data() + at, 65536, MSG_DONTWAIT);
-    in_.resize(at + (n > 0 ? static_cast<size_t>(n) : 0));
+    char buf[65536];  // not in_.resize(): that would zero 64 KiB on the broker thread for every read
+    ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0) {
+      in_.append(buf, static_cast<size_t>(n));
       total += static_cast<size_t>(n);
     } else if (n == 0) {
       eof_ = true;
