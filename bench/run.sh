@@ -37,7 +37,6 @@ if [[ $QUICK == 1 ]]; then
   PUB_DEVICES=500
   PUB_SECS=4
   PUB_REPS=1
-  PUB_REPS_QOS1=1
   HOLD=4000
   STALL_SECS=12
   STALL_LOGINS=50
@@ -57,7 +56,6 @@ else
   PUB_DEVICES=1000
   PUB_SECS=6           # short runs, many rounds: the host's load drifts less within a round
   PUB_REPS=15          # the median of many rounds: one round's ratio spreads 0.93-1.00 at QoS 0, 0.88-1.04 at QoS 1
-  PUB_REPS_QOS1=15
   LIERDA_REPS=2
   NOWRITE_REPS=2
   OTA_DEVICES=1000
@@ -597,7 +595,7 @@ log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
 # (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table, or
 # that has one of its own (as iotgate's threads had before its store process).
 PUB_BROKERS="plain iotgate noop noopthread noopown" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
-scenario_publish publish-qos1 1 "$PUB_REPS_QOS1" --duration "$PUB_SECS"
+scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
 log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
 scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda
 log "idle sessions: $HOLD"
