@@ -365,8 +365,13 @@ bool Gate::check_acl(const char* client_id, const void* handle, const char* user
 bool Gate::allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
                   TopicText topic) {
   if (!found.session) return names_allow(client_id, username, access, topic);
-  SessionView v = view_of(found);
-  if (v.kind != SessionKind::account) return device_allows(v.kind, v.prefix, client_id, access, topic);
+  const SessionKind kind = found.summary ? found.summary->kind : found.session->identity.kind;
+  if (kind != SessionKind::account) {
+    SessionView v = view_of(found);
+    return device_allows(v.kind, v.prefix, client_id, access, topic);
+  }
+  // Most reads of an account are answered by its summary, without reading the session (see SessionSummary).
+  if (access == Access::read && found.summary && summary_reads(*found.summary, topic)) return true;
   refresh_entries(*found.session);
   return account_session_allows(found.session->account, client_id, username, access, topic);
 }
@@ -405,20 +410,46 @@ bool Gate::device_allows(SessionKind kind, std::string_view prefix, const char* 
 }
 
 Gate::SessionSummary::SessionSummary(const Session& s) : kind(s.identity.kind) {
-  const std::string& p = s.identity.prefix;
-  if (p.size() > sizeof(prefix)) {
+  std::string_view text = s.identity.prefix;
+  if (kind == SessionKind::account) {
+    prefix_size = kLongPrefix;
+    if (!s.account) return;
+    if (s.account->superuser) {
+      prefix_size = kAnyTopic;
+      return;
+    }
+    std::optional<std::string_view> stem = read_subtree_stem(*s.account);
+    if (!stem) return;
+    text = *stem;
+  }
+  if (text.size() > sizeof(prefix)) {
     prefix_size = kLongPrefix;
     return;
   }
-  prefix_size = static_cast<uint8_t>(p.size());
-  p.copy(prefix, p.size());
+  prefix_size = static_cast<uint8_t>(text.size());
+  text.copy(prefix, text.size());
 }
 
 Gate::SessionView Gate::view_of(const Sessions::Found& found) {
   const SessionSummary* s = found.summary;
-  if (s && s->prefix_size != SessionSummary::kLongPrefix)
+  if (s && s->kind != SessionKind::account && s->prefix_size != SessionSummary::kLongPrefix)
     return {s->kind, std::string_view(s->prefix, s->prefix_size)};
   return {found.session->identity.kind, found.session->identity.prefix};
+}
+
+bool Gate::summary_reads(const SessionSummary& s, TopicText topic) {
+  if (s.prefix_size == SessionSummary::kAnyTopic) return true;
+  return s.prefix_size != SessionSummary::kLongPrefix && in_subtree(std::string_view(s.prefix, s.prefix_size), topic);
+}
+
+// Account sessions' summaries copy a rule of their account (see SessionSummary): after any change of the accounts,
+// each is made again from the account as it is now.
+void Gate::refresh_account_summaries() {
+  sessions_.update_indexed([this](Session& s) {
+    if (s.identity.kind != SessionKind::account) return false;
+    refresh_entries(s);
+    return true;
+  });
 }
 
 void Gate::log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who) {
@@ -924,6 +955,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
   }
   registry_ = std::move(next);
   ++entries_epoch_;
+  refresh_account_summaries();
   ota_.load(std::move(snapshot.ota));
   bool first = !loaded_;
   loaded_ = true;
@@ -971,6 +1003,7 @@ void Gate::on_update(const EntityUpdate& u) {
         return;
       }
       verified_.erase("account:" + u.id);
+      refresh_account_summaries();
       revalidate([&](const Identity& id) { return id.kind == SessionKind::account && id.account == u.id; });
       break;
     }

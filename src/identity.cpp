@@ -188,10 +188,8 @@ bool shape_matches(const AccountRule& rule, TopicText topic) {
   switch (rule.shape) {
     case AccountRule::Shape::exact:
       return topic == rule.filter;
-    case AccountRule::Shape::subtree: {
-      auto rest = topic.after(std::string_view(rule.filter.data(), rule.filter.size() - 2));  // "X/#" -> "X"
-      return rest && (rest->empty() || rest->front_or_nul() == '/');
-    }
+    case AccountRule::Shape::subtree:
+      return in_subtree(std::string_view(rule.filter.data(), rule.filter.size() - 2), topic);  // "X/#" -> "X"
     case AccountRule::Shape::all:
       return topic.front_or_nul() != '$';
     case AccountRule::Shape::levels:
@@ -200,6 +198,18 @@ bool shape_matches(const AccountRule& rule, TopicText topic) {
   return topic_matches(rule.filter, topic.view());
 }
 }  // namespace
+
+bool in_subtree(std::string_view stem, TopicText topic) {
+  auto rest = topic.after(stem);
+  return rest && (rest->empty() || rest->front_or_nul() == '/');
+}
+
+std::optional<std::string_view> read_subtree_stem(const Account& account) {
+  for (const AccountRule& rule : account.rules)
+    if (rule.read && !rule.substitutes && rule.shape == AccountRule::Shape::subtree)
+      return std::string_view(rule.filter.data(), rule.filter.size() - 2);
+  return std::nullopt;
+}
 
 bool account_allows(const Account& account, const char* client_id, const char* username, Access access,
                     TopicText topic) {

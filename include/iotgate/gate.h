@@ -86,11 +86,16 @@ class Gate {
     std::string last_report;  // OTA: the firmware report this connection last stored (see OtaRouter)
   };
   // What every message needs of a session: kept in the session table's index, so that a message reads one cache
-  // line of the plugin's memory for its publisher (see SessionTable).
+  // line of the plugin's memory for its publisher and one for each subscriber (see SessionTable). For a device
+  // session `prefix` is its topic prefix. For an account session it is the stem of one of its read rules "X/#"
+  // (read_subtree_stem), so that the read check of each message it receives is mostly answered there: reading the
+  // session, the account, its rules and their filters cost every delivered message up to four more cache misses
+  // (docs/benchmarks.md). It is rebuilt whenever accounts change (refresh_account_summaries).
   struct SessionSummary {
-    static constexpr uint8_t kLongPrefix = 0xFF;
+    static constexpr uint8_t kLongPrefix = 0xFF;  // not in `prefix`: the session holds the prefix / the rules
+    static constexpr uint8_t kAnyTopic = 0xFE;    // an account that may read every topic (superuser)
     SessionKind kind = SessionKind::account;
-    uint8_t prefix_size = 0;  // kLongPrefix: the prefix does not fit in `prefix`; the session holds it
+    uint8_t prefix_size = 0;  // or one of the two markers above
     char prefix[38] = {};
     SessionSummary() = default;
     explicit SessionSummary(const Session& s);
@@ -102,6 +107,9 @@ class Gate {
     std::string_view prefix;
   };
   static SessionView view_of(const Sessions::Found& found);
+  // An account session's read of `topic`, from its summary alone: true when allowed; false: ask its rules.
+  static bool summary_reads(const SessionSummary& summary, TopicText topic);
+  void refresh_account_summaries();
   bool allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
               TopicText topic);
   // The platform's side of a device session's publish that its ACL allowed; `suffix`: the topic after the prefix.

@@ -1,6 +1,7 @@
 // Who a session is, and what it may do: every ACL decision is answered from this, in memory.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -50,6 +51,11 @@ bool device_session_allows(SessionKind kind, std::string_view prefix, Access acc
 inline bool device_session_allows(const Identity& id, Access access, TopicText topic) {
   return device_session_allows(id.kind, id.prefix, access, topic);
 }
+// A read rule of `account` of the shape "X/#" (no %u / %c): its stem X, whose subtree the account may read; the
+// first such rule, if any. The index keeps it so that most read checks of an account are answered there.
+std::optional<std::string_view> read_subtree_stem(const Account& account);
+// True when `topic` lies in the subtree of `stem`: it is `stem`, or starts with `stem` + '/' (what "stem/#" matches).
+bool in_subtree(std::string_view stem, TopicText topic);
 // The ACL of a service account: superuser, or its rules with %u / %c substituted.
 // `client_id` and `username` (may be null) are NUL-terminated, read only for a rule with %u / %c.
 bool account_allows(const Account& account, const char* client_id, const char* username, Access access,

@@ -90,6 +90,13 @@ class SessionTable {
     slots_.clear();
     indexed_ = 0;
   }
+  // Calls `update` on the session of every indexed connection, and rebuilds the summary of each for which it
+  // returns true (a summary is a copy: it must follow what it was made from).
+  template <typename F>
+  void update_indexed(F&& update) {
+    for (Slot& s : slots_)
+      if (s.handle && update(s.entry->second)) s.summary = Summary(s.entry->second);
+  }
   size_t size() const { return map_.size(); }
   const_iterator begin() const { return map_.begin(); }
   const_iterator end() const { return map_.end(); }

@@ -165,6 +165,27 @@ TEST(Acl, ServiceAccount) {
   EXPECT_FALSE(account_allows(none, "x", "y", R, "a"));
 }
 
+// The stem the session index keeps for an account's reads: the first plain "X/#" read rule, none for %u / %c
+// rules, '+' filters, write-only rules or "#".
+TEST(Acl, ReadSubtreeStemAndItsSubtree) {
+  Account a;
+  a.rules = {*parse_account_rule("write w/#"), *parse_account_rule("read apps/%u/#"), *parse_account_rule("read a/+/b"),
+             *parse_account_rule("read #"), *parse_account_rule("readwrite /sys/#"), *parse_account_rule("read x/#")};
+  ASSERT_TRUE(read_subtree_stem(a));
+  EXPECT_EQ(*read_subtree_stem(a), "/sys");
+  a.rules.pop_back();
+  a.rules.pop_back();
+  EXPECT_FALSE(read_subtree_stem(a));
+  EXPECT_TRUE(in_subtree("/sys", "/sys"));
+  EXPECT_TRUE(in_subtree("/sys", "/sys/A/B"));
+  EXPECT_TRUE(in_subtree("/sys", TopicText("/sys/A/B")));  // a C string, measured only as far as needed
+  EXPECT_FALSE(in_subtree("/sys", "/system/A"));
+  EXPECT_FALSE(in_subtree("/sys", TopicText("/sy")));
+  EXPECT_FALSE(in_subtree("/sys", "sys/A"));
+  EXPECT_TRUE(in_subtree("", "/a"));  // "/#"
+  EXPECT_FALSE(in_subtree("", "a"));
+}
+
 TEST(AccountRule, Parser) {
   auto r = parse_account_rule("readwrite a/+/b");
   ASSERT_TRUE(r);

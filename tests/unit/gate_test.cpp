@@ -398,6 +398,40 @@ TEST_F(GateTest, AccountAclFollowsChangesReloadsAndRemovalOfTheAccount) {
   EXPECT_FALSE(reads("fleet/x"));  // until the broker closes the connection it asked to kick
 }
 
+// An account's reads are mostly answered from the session index's copy of one of its rules (a "X/#" read rule, or
+// superuser): every change of the account must reach that copy at once, for a connected session, whichever rule the
+// change adds or takes away.
+TEST_F(GateTest, AccountReadsAnsweredFromTheIndexFollowEveryChange) {
+  ASSERT_TRUE(login("app-1", "operator", "s3cret-pass"));
+  auto reads = [&](std::string_view topic) {
+    return gate_.check_acl("app-1", &handles_["app-1"], "operator", Access::read, topic);
+  };
+  auto change = [&](const char* rules, bool superuser = false) {
+    Fields f{{"password_hash", kOpPassHash}, {"rules", rules}};
+    if (superuser) f["superuser"] = "1";
+    gate_.on_update(EntityUpdate{EntityUpdate::Kind::account, "operator", f});
+  };
+  EXPECT_TRUE(reads("/sys/A/B/C/uplink"));
+  EXPECT_FALSE(reads("/system/x"));
+  EXPECT_FALSE(reads("$SYS/broker/uptime"));
+  change(R"([])", true);  // superuser: every read, '$' topics too
+  EXPECT_TRUE(reads("$SYS/broker/uptime"));
+  EXPECT_TRUE(reads("anything"));
+  change(R"(["read /sys/+/+/+/uplink"])");  // no longer superuser; a rule the index does not copy
+  EXPECT_FALSE(reads("$SYS/broker/uptime"));
+  EXPECT_TRUE(reads("/sys/A/B/C/uplink"));  // answered by the rules
+  EXPECT_FALSE(reads("/sys/A/B/C/downlink"));
+  change(R"(["read apps/#", "read /sys/#"])");  // the index copies the first; the second still counts
+  EXPECT_TRUE(reads("apps/x"));
+  EXPECT_TRUE(reads("/sys/A/B/C/downlink"));
+  const std::string long_stem(60, 'x');  // longer than the index holds: the rules answer
+  change(("[\"read " + long_stem + "/#\"]").c_str());
+  EXPECT_TRUE(reads(long_stem + "/y"));
+  EXPECT_FALSE(reads(long_stem + "y"));
+  EXPECT_FALSE(reads("apps/x"));
+  EXPECT_FALSE(reads("/sys/A/B/C/uplink"));
+}
+
 TEST_F(GateTest, AccountsAndEmuGateways) {
   EXPECT_TRUE(login("app-1", "operator", "s3cret-pass"));
   EXPECT_TRUE(gate_.check_acl("app-1", &handles_["app-1"], "operator", Access::subscribe, "/sys/#"));

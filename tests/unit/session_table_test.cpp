@@ -131,3 +131,24 @@ TEST(SessionTable, IteratesEverySession) {
   for (const auto& [id, s] : t) sum += s.value;
   EXPECT_EQ(sum, 4950);
 }
+
+// Summaries are copies made at put(): update_indexed changes sessions and remakes the summaries it is told to.
+TEST(SessionTable, UpdateIndexedRemakesTheSummariesItIsToldTo) {
+  Table t;
+  int conn_a = 0, conn_b = 0;
+  t.put("a", {&conn_a, 1});
+  t.put("b", {&conn_b, 2});
+  t.put("c", {nullptr, 3});  // not indexed: no summary to remake
+  int visited = 0;
+  t.update_indexed([&](TestSession& s) {
+    ++visited;
+    s.value += 10;
+    return s.value == 11;  // only a's
+  });
+  EXPECT_EQ(visited, 2);
+  EXPECT_EQ(t.find(&conn_a, "a").summary->value, 11);
+  EXPECT_EQ(t.find(&conn_a, "a").session->value, 11);
+  EXPECT_EQ(t.find(&conn_b, "b").summary->value, 2);  // b's summary was not remade
+  EXPECT_EQ(t.find(&conn_b, "b").session->value, 12);
+  EXPECT_EQ(t.find("c")->value, 3);
+}
