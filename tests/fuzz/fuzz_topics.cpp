@@ -20,7 +20,9 @@
 //     prefix's own level, which "prefix/#" matches); for AUTH, registration and EMU sessions a subscription gives
 //     read access to every topic it matches (without empty levels); account sessions: no device rights;
 //   - accounts: subscribe(f) implies read of every topic derived from f; a rule whose %u / %c stands for a
-//     name that is not one safe topic level grants nothing; a superuser may do anything.
+//     name that is not one safe topic level grants nothing; a superuser may do anything; the read stem the
+//     session index keeps (read_subtree_stem, in_subtree) allows a read only where the rules do, and for the
+//     account of that one rule exactly where they do.
 #include <string>
 #include <vector>
 
@@ -272,6 +274,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                          fuzz::printable(user) + "' granted '" + fuzz::printable(t) + "'");
       }
       FUZZ_CHECK("account-unsubscribe", account_allows(a, cid_text.c_str(), user_text.c_str(), Access::unsubscribe, t), "unsubscribe denied");
+      // The session index answers an account's reads from this stem alone (Gate::summary_reads): never more than
+      // the rules allow, and exactly what the rule allows when it is the rule.
+      if (auto stem = read_subtree_stem(a)) {
+        bool by_stem = in_subtree(*stem, t), by_rules = account_allows(a, cid_text.c_str(), user_text.c_str(), Access::read, t);
+        bool same = by_stem == in_subtree(*stem, t.c_str()) && (by_stem ? by_rules : a.superuser || !by_rules);
+        FUZZ_CHECK("read-stem-differs", same,
+                   "stem '" + fuzz::printable(*stem) + "' of rule '" + fuzz::printable(rule_text) + "' and the rules differ on '" +
+                       fuzz::printable(t) + "'");
+      }
     }
     for (const std::string* f : {&P, &F}) {
       if (!is_valid_filter(*f) || !account_allows(a, cid_text.c_str(), user_text.c_str(), Access::subscribe, *f)) continue;
