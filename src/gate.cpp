@@ -469,13 +469,11 @@ void Gate::log_acl_denial(std::string_view client_id, Access access, std::string
 Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
                          std::string_view payload) {
   Sessions::Found found = sessions_.find(handle, client_id);
-  if (found.summary) {
+  if (found.summary && found.summary->kind != SessionKind::account) {
     const SessionView view = view_of(found);
-    if (view.kind != SessionKind::account) {
-      std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
-      if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
-      return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
-    }
+    std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
+    if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
+    return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
   }
   // Accounts, and the write checks that are no client's PUBLISH (see above): judged, never answered.
   return allows(found, client_id, username, Access::write, topic) ? Verdict::pass : Verdict::drop;
