@@ -182,6 +182,11 @@ bool device_session_allows(SessionKind kind, std::string_view prefix, Access acc
 }
 
 namespace {
+// The X of a subtree rule "X/#".
+std::string_view subtree_stem(const AccountRule& rule) {
+  return std::string_view(rule.filter.data(), rule.filter.size() - 2);
+}
+
 // A rule of a common shape, matched by comparing a prefix (the same answers as topic_matches, which the fuzzers
 // check).
 bool shape_matches(const AccountRule& rule, TopicText topic) {
@@ -189,7 +194,7 @@ bool shape_matches(const AccountRule& rule, TopicText topic) {
     case AccountRule::Shape::exact:
       return topic == rule.filter;
     case AccountRule::Shape::subtree:
-      return in_subtree(std::string_view(rule.filter.data(), rule.filter.size() - 2), topic);  // "X/#" -> "X"
+      return in_subtree(subtree_stem(rule), topic);
     case AccountRule::Shape::all:
       return topic.front_or_nul() != '$';
     case AccountRule::Shape::levels:
@@ -207,7 +212,7 @@ bool in_subtree(std::string_view stem, TopicText topic) {
 std::optional<std::string_view> read_subtree_stem(const Account& account) {
   for (const AccountRule& rule : account.rules)
     if (rule.read && !rule.substitutes && rule.shape == AccountRule::Shape::subtree)
-      return std::string_view(rule.filter.data(), rule.filter.size() - 2);
+      return subtree_stem(rule);
   return std::nullopt;
 }
 
