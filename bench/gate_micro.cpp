@@ -17,6 +17,7 @@ namespace {
 struct NoEffects : Effects {
   void publish_to_client(const std::string&, const std::string&, const std::string&, int) override {}
   void publish(const std::string&, const std::string&, int) override {}
+  void clear_retained(const std::string&) override {}
   void kick(const std::string&) override {}
   void submit(StoreJob) override {}
 };

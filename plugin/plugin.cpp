@@ -57,6 +57,9 @@ class BrokerEffects : public Effects {
                                       nullptr);
     if (rc != MOSQ_ERR_SUCCESS) mosquitto_free(buf);
   }
+  void clear_retained(const std::string& topic) override {
+    mosquitto_broker_publish(nullptr, topic.c_str(), 0, nullptr, 0, true, nullptr);
+  }
   void kick(const std::string& client_id) override { kicks_.push_back(client_id); }
   void submit(StoreJob job) override { store_.submit(job); }
   void run_kicks() {
@@ -135,7 +138,8 @@ int on_acl_check(int, void* event_data, void*) {
     // The topic goes as the broker's C string: the gate reads only as much of it as it compares.
     if (access == Access::write) {
       std::string_view payload(static_cast<const char*>(ed->payload), ed->payload ? ed->payloadlen : 0);
-      ok = g_plugin->gate->on_publish(client_id, ed->client, username, ed->topic, payload) == Verdict::pass;
+      ok = g_plugin->gate->on_publish(client_id, ed->client, username, ed->topic, payload, ed->retain) ==
+           Verdict::pass;
     } else {
       ok = g_plugin->gate->check_acl(client_id, ed->client, username, access, ed->topic);
     }

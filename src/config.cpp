@@ -23,6 +23,13 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       return true;
     });
   };
+  auto boolean = [](bool& field) {
+    return Setter([&field](const std::string& v) {
+      if (v != "true" && v != "false") return false;
+      field = v == "true";
+      return true;
+    });
+  };
   std::map<std::string, std::pair<Setter, const char*>> known = {
       {"redis_host", {[&](const std::string& v) { c.redis_host = v; return !v.empty(); }, "a host name or address"}},
       {"redis_port", {integer(c.redis_port, 1, 65535), "a port 1-65535"}},
@@ -40,13 +47,9 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       {"max_payload", {integer(c.max_payload, 256, 16 * 1024 * 1024), "bytes 256-16777216"}},
       {"log_burst", {integer(c.log_burst, 1, 100000), "a count 1-100000"}},
       {"log_window", {integer(c.log_window, 1, 3600), "seconds 1-3600"}},
-      {"lierda_acks",
-       {[&](const std::string& v) {
-          if (v != "true" && v != "false") return false;
-          c.lierda_acks = v == "true";
-          return true;
-        },
-        "true or false"}},
+      {"lierda_acks", {boolean(c.lierda_acks), "true or false"}},
+      {"bind_account_client_ids", {boolean(c.bind_account_client_ids), "true or false"}},
+      {"auth_spray_usernames", {integer(c.auth_spray_usernames, 1, 1000), "a count 1-1000"}},
       {"timezone",
        {[&](const std::string& v) {
           c.timezone = v;

@@ -2,8 +2,10 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <charconv>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -19,11 +21,6 @@
 namespace iotgate {
 namespace {
 
-bool parse_i64(std::string_view s, int64_t& out) {
-  if (s.empty()) return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
 
 std::string upper(std::string_view s) {
   std::string out(s);
@@ -52,7 +49,7 @@ std::optional<int64_t> lenient_int(const rapidjson::Value& obj, const char* name
   if (it == obj.MemberEnd()) return std::nullopt;
   if (it->value.IsInt64()) return it->value.GetInt64();
   int64_t n = 0;
-  if (it->value.IsString() && parse_i64(std::string_view(it->value.GetString(), it->value.GetStringLength()), n))
+  if (it->value.IsString() && parse_decimal(std::string_view(it->value.GetString(), it->value.GetStringLength()), n))
     return n;
   return std::nullopt;
 }
@@ -71,6 +68,12 @@ std::string echo_id(const rapidjson::Value& obj, const char* name) {
   return json_text(it->value);
 }
 
+
+// The client ids a login by name may take: NAME, or NAME:ANYTHING (':' is in no account or device name, so no
+// name's ids overlap another's).
+bool client_id_bound_to(std::string_view client_id, std::string_view name) {
+  return client_id.substr(0, name.size()) == name && (client_id.size() == name.size() || client_id[name.size()] == ':');
+}
 
 bool has_device(SessionKind k) {
   return k == SessionKind::lierda_v2 || k == SessionKind::krt_device || k == SessionKind::emu_gateway;
@@ -108,7 +111,9 @@ Gate::Resolution Gate::resolve(const ClientInfo& client, const std::optional<std
   if (auto krt = resolve_krt(cid, user, password)) return *krt;
 
   std::string name(user);
+  const Refusal unbound{"client-id-unbound", "client id is not '" + name + "' or '" + name + ":...'"};
   if (const Account* a = registry_.account(name)) {
+    if (config_.bind_account_client_ids && !client_id_bound_to(cid, name)) return {std::nullopt, unbound};
     if (password) {
       if (!*password || !a->password_hash) return {std::nullopt, {"wrong-password", "wrong password"}};
       if (!verify_hash("account:" + name, *a->password_hash, **password))
@@ -124,6 +129,7 @@ Gate::Resolution Gate::resolve(const ClientInfo& client, const std::optional<std
     if (!p || p->protocol != Protocol::emu) return {std::nullopt, {"unknown-login", "unknown user"}};
     if (!p->enabled) return {std::nullopt, {"product-disabled", "product " + p->id + " is disabled"}};
     if (!d->enabled) return {std::nullopt, {"device-disabled", "device is disabled"}};
+    if (!client_id_bound_to(cid, name)) return {std::nullopt, unbound};
     if (password) {
       if (!*password || !d->secret_hash) return {std::nullopt, {"wrong-secret", "wrong secret"}};
       if (!verify_hash("emu:" + name, *d->secret_hash, **password))
@@ -178,9 +184,9 @@ Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view 
   std::string pid(rest.substr(0, 8)), eui(rest.substr(9, mid - 9));
   std::string_view type_text = rest.substr(mid + 1, last - mid - 1), ts_text = rest.substr(last + 1);
   int64_t ts = 0;
-  // At most 19 digits (a Unix time in seconds or milliseconds fits in far fewer): no padded zeros either.
+  // At most 19 digits (a Unix time in seconds or milliseconds fits in far fewer), canonical (parse_decimal).
   if (!is_lierda_id(pid) || (type_text != "0" && type_text != "1") || ts_text.size() > 19 ||
-      !parse_i64(ts_text, ts) || ts < 0)
+      !parse_decimal(ts_text, ts) || ts < 0)
     return {std::nullopt, {"malformed-client-id", "malformed V2 client id"}};
   if (!is_node_eui(eui)) return {std::nullopt, {"invalid-node-eui", "invalid NodeEui (4-32 letters and digits)"}};
   const Product* p = registry_.product(pid);
@@ -215,6 +221,7 @@ Gate::Resolution Gate::resolve_lierda_v2(std::string_view cid, std::string_view 
   id.device = eui;
   id.openid = p->openid;
   id.prefix = lierda_prefix(p->openid, pid, eui);
+  if (type_text == "1") id.type1_timestamp = ts;
   return {id, {}, d};
 }
 
@@ -285,10 +292,12 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
   }
   int64_t now = clock_();
   std::string address(client.address);
-  if (!address.empty() && config_.auth_fail_limit > 0) {
-    auto f = failures_.find(address);
-    if (f != failures_.end() && f->second.banned_until > now) {
-      refuse_log(client, {"address-banned", "address banned until " + std::to_string(f->second.banned_until) +
+  const bool counted = !address.empty() && config_.auth_fail_limit > 0;
+  std::string username(client.username ? *client.username : client.client_id);
+  if (counted) {
+    if (auto ban = ban_of(address, username, now)) {
+      refuse_log(client, {"address-banned", "address banned until " + std::to_string(ban->first) +
+                                                (ban->second == Ban::username ? " for this username" : "") +
                                                 " after repeated failed logins"});
       return false;
     }
@@ -297,9 +306,15 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
   Resolution r = resolve(client, &pw);
   if (!r.identity) {
     refuse_log(client, r.refusal);
-    if (!address.empty() && config_.auth_fail_limit > 0 && count_failure(address, now))
+    Ban ban = counted ? count_failure(address, username, now) : Ban::none;
+    if (ban == Ban::username)
+      log_.warning("iotgate: banning address " + address + " for username '" + username + "' for " +
+                   std::to_string(config_.auth_ban_seconds) + " s after " + std::to_string(config_.auth_fail_limit) +
+                   " failed logins within " + std::to_string(config_.auth_fail_window) + " s");
+    else if (ban == Ban::address)
       log_.warning("iotgate: banning address " + address + " for " + std::to_string(config_.auth_ban_seconds) +
-                   " s after " + std::to_string(config_.auth_fail_limit) + " failed logins within " +
+                   " s after " + std::to_string(config_.auth_fail_limit) + " failed logins under " +
+                   std::to_string(config_.auth_spray_usernames) + " or more usernames within " +
                    std::to_string(config_.auth_fail_window) + " s");
     return false;
   }
@@ -307,17 +322,45 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
   return true;
 }
 
-bool Gate::count_failure(const std::string& address, int64_t now) {
+std::optional<std::pair<int64_t, Gate::Ban>> Gate::ban_of(const std::string& address, const std::string& username,
+                                                         int64_t now) const {
+  auto f = failures_.find(address);
+  if (f == failures_.end()) return std::nullopt;
+  if (f->second.address.banned_until > now) return std::pair{f->second.address.banned_until, Ban::address};
+  auto u = f->second.by_username.find(username);
+  if (u != f->second.by_username.end() && u->second.banned_until > now)
+    return std::pair{u->second.banned_until, Ban::username};
+  return std::nullopt;
+}
+
+Gate::Ban Gate::count_failure(const std::string& address, const std::string& username, int64_t now) {
   if (failures_.size() > 100000) forget_quiet_addresses(now);  // bound the table under a spray of addresses
   AddressFailures& f = failures_[address];
-  if (now - f.window_start >= config_.auth_fail_window) {
-    f.window_start = now;
-    f.count = 0;
+  if (now - f.address.window_start >= config_.auth_fail_window) {
+    f.address.window_start = now;
+    f.address.count = 0;
+    f.usernames.clear();
   }
-  if (++f.count < config_.auth_fail_limit) return false;
-  f.banned_until = now + config_.auth_ban_seconds;
-  f.count = 0;
-  return true;
+  ++f.address.count;
+  if (static_cast<int>(f.usernames.size()) < config_.auth_spray_usernames &&
+      std::find(f.usernames.begin(), f.usernames.end(), username) == f.usernames.end())
+    f.usernames.push_back(username);
+  if (f.address.count >= config_.auth_fail_limit &&
+      static_cast<int>(f.usernames.size()) >= config_.auth_spray_usernames) {
+    f.address.banned_until = now + config_.auth_ban_seconds;
+    f.address.count = 0;
+    f.usernames.clear();
+    return Ban::address;
+  }
+  FailureCount& u = f.by_username[username];
+  if (now - u.window_start >= config_.auth_fail_window) {
+    u.window_start = now;
+    u.count = 0;
+  }
+  if (++u.count < config_.auth_fail_limit) return Ban::none;
+  u.banned_until = now + config_.auth_ban_seconds;
+  u.count = 0;
+  return Ban::username;
 }
 
 void Gate::after_login(const ClientInfo& client, const Identity& id, Device* device) {
@@ -329,6 +372,10 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
   // First: a rekey below belongs to this connection. The broker's id buffer, not `cid`, confirms later lookups.
   const Account* account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
+  // A takeover: the connection that held the id keeps its own rights for its will (see departed_).
+  if (const Session* held = sessions_.find(client.client_id); held && held->handle != client.handle)
+    departed_.insert_or_assign(held->handle, held->identity);
+  departed_.erase(client.handle);  // the broker may give a new connection a departed one's address
   sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, account, entries_epoch_, {}});
   if (!d) return;
   int64_t now = clock_();
@@ -341,7 +388,11 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   touch(id.product, id.device, std::move(f));
   if (id.kind == SessionKind::lierda_v2) {
     const Product* p = registry_.product(id.product);
-    if (p && p->encrypted && (d->session_key.empty() || d->session_key_expires <= now)) start_rekey(cid, id, *p);
+    // The V2 session is where an encrypted device learns its key (the AUTH session proves only the ProductKey).
+    if (p && p->encrypted) {
+      if (d->session_key.empty() || d->session_key_expires <= now) start_rekey(cid, id, *p);
+      else replies_due_.push_back(session_key_notice(cid, id));
+    }
   }
 }
 
@@ -359,12 +410,12 @@ void Gate::touch(const std::string& product, const std::string& device, Fields f
 
 bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
                      TopicText topic) {
-  return allows(sessions_.find(handle, client_id), client_id, username, access, topic);
+  return allows(sessions_.find(handle, client_id), handle, client_id, username, access, topic);
 }
 
-bool Gate::allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
-                  TopicText topic) {
-  if (!found.session) return names_allow(client_id, username, access, topic);
+bool Gate::allows(const Sessions::Found& found, const void* handle, const char* client_id, const char* username,
+                  Access access, TopicText topic) {
+  if (!found.session) return unlisted_allows(handle, client_id, username, access, topic);
   const SessionKind kind = found.summary ? found.summary->kind : found.session->identity.kind;
   if (kind != SessionKind::account) {
     SessionView v = view_of(found);
@@ -376,7 +427,20 @@ bool Gate::allows(const Sessions::Found& found, const char* client_id, const cha
   return account_session_allows(found.session->account, client_id, username, access, topic);
 }
 
-// A will after disconnect, or the retained-source check of a client that is gone: judge by the names. Kept apart
+bool Gate::unlisted_allows(const void* handle, const char* client_id, const char* username, Access access,
+                           TopicText topic) {
+  auto departed = handle ? departed_.find(handle) : departed_.end();
+  if (departed == departed_.end()) return names_allow(client_id, username, access, topic);
+  // The will of a connection that just left: its own rights, unless they were revoked (a kicked device's will).
+  const Identity& id = departed->second;
+  if (auto why = session_invalid_reason(id)) {
+    if (access != Access::read) log_acl_denial(client_id, access, topic.view(), why->c_str());
+    return false;
+  }
+  return identity_allows(id, client_id, username, access, topic);
+}
+
+// A delayed will, or the retained-source check of a client that is gone: judge by the names. Kept apart
 // from check_acl, whose every-message path then carries no Identity of its own.
 bool Gate::names_allow(const char* client_id, const char* username, Access access, TopicText topic) {
   ClientInfo c{client_id, username ? std::optional<std::string_view>(username) : std::nullopt, {}, nullptr};
@@ -467,16 +531,64 @@ void Gate::log_acl_denial(std::string_view client_id, Access access, std::string
 // retained-source check (a stand-in client). None of them comes from an indexed connection, so only a session found
 // through the index (`found.summary`) is answered.
 Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
-                         std::string_view payload) {
+                         std::string_view payload, bool retain) {
   Sessions::Found found = sessions_.find(handle, client_id);
   if (found.summary && found.summary->kind != SessionKind::account) {
     const SessionView view = view_of(found);
     std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
     if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
+    if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
     return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
   }
   // Accounts, and the write checks that are no client's PUBLISH (see above): judged, never answered.
-  return allows(found, client_id, username, Access::write, topic) ? Verdict::pass : Verdict::drop;
+  if (!allows(found, handle, client_id, username, Access::write, topic)) return Verdict::drop;
+  if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
+  return Verdict::pass;
+}
+
+void Gate::note_retained(const Sessions::Found& found, std::string_view topic, bool cleared) {
+  std::optional<std::pair<std::string, std::string>> device;
+  if (found.session && has_device(found.session->identity.kind))
+    device.emplace(found.session->identity.product, found.session->identity.device);
+  else
+    device = device_of_topic(topic);
+  if (!device) return;
+  StoreJob job;
+  job.type = StoreJob::Type::retained;
+  job.durable = true;
+  job.product = std::move(device->first);
+  job.device = std::move(device->second);
+  job.fields = {{std::string(topic), cleared ? "0" : "1"}};
+  effects_.submit(std::move(job));
+}
+
+std::optional<std::pair<std::string, std::string>> Gate::device_of_topic(std::string_view topic) const {
+  // The levels of the topic that have more below them (a device's topics lie below its prefix).
+  std::vector<std::string_view> levels;
+  for (size_t start = 0; levels.size() < 5;) {
+    size_t slash = topic.find('/', start);
+    if (slash == std::string_view::npos) break;
+    levels.push_back(topic.substr(start, slash - start));
+    start = slash + 1;
+  }
+  auto known = [&](std::string_view product, std::string_view device,
+                   Protocol protocol) -> std::optional<std::pair<std::string, std::string>> {
+    const Product* p = registry_.product(std::string(product));
+    if (!p || p->protocol != protocol || !registry_.device(p->id, std::string(device))) return std::nullopt;
+    return std::pair{p->id, std::string(device)};
+  };
+  const size_t n = levels.size();
+  if (n >= 4 && levels[0] == "v1") {  // v1/{namespace}/{key}/{device}/
+    auto d = known(levels[2], levels[3], Protocol::emu);
+    return d && registry_.product(d->first)->emu_namespace == levels[1] ? d : std::nullopt;
+  }
+  if (n < 4 || !levels[0].empty() || levels[1] != "sys") return std::nullopt;
+  if (n == 5 && levels[4] == "thing")  // /sys/{ProductID}/{DeviceID}/thing/
+    if (auto d = known(levels[2], levels[3], Protocol::krt)) return d;
+  if (n == 5)  // /sys/{OpenID}/{ProductID}/{NodeEui}/
+    if (auto d = known(levels[3], levels[4], Protocol::lierda); d && registry_.product(d->first)->openid == levels[2])
+      return d;
+  return std::nullopt;
 }
 
 Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id_text,
@@ -614,6 +726,22 @@ void Gate::on_command(const Command& command) {
       if (ota_.is_pushed(task_id, s.identity.device) && asked.insert(s.identity.device).second)
         ask_firmware(t->product, s.identity.device);
     }
+  } else if (kind == "clear_retained") {
+    // A deleted device's retained messages (docs/security.md): every broker clears what it holds.
+    rapidjson::Document topics;
+    std::string text = get("topics");
+    topics.Parse<kDeviceJson>(text.data(), text.size());
+    if (topics.HasParseError() || !topics.IsArray()) {
+      log_.warning("iotgate: clear_retained command without a JSON array of topics ignored");
+      return;
+    }
+    size_t cleared = 0;
+    for (const auto& t : topics.GetArray()) {
+      if (!t.IsString() || !is_valid_topic(std::string_view(t.GetString(), t.GetStringLength()))) continue;
+      effects_.clear_retained(std::string(t.GetString(), t.GetStringLength()));
+      ++cleared;
+    }
+    log_.info("iotgate: cleared " + std::to_string(cleared) + " retained messages of a deleted device");
   } else if (kind == "publish") {
     std::string topic = get("topic");
     if (!is_valid_topic(topic)) {
@@ -628,6 +756,8 @@ void Gate::on_command(const Command& command) {
 }
 
 void Gate::tick() {
+  departed_.clear();
+  for (const Pending& p : std::exchange(replies_due_, {})) answer(p, true, "", registry_.device(p.product, p.device));
   int64_t now = clock_();
   if (now == last_sweep_) return;
   last_sweep_ = now;
@@ -636,10 +766,13 @@ void Gate::tick() {
 }
 
 void Gate::forget_quiet_addresses(int64_t now) {
-  for (auto it = failures_.begin(); it != failures_.end();)
-    it = it->second.banned_until <= now && now - it->second.window_start >= config_.auth_fail_window
-             ? failures_.erase(it)
-             : std::next(it);
+  auto quiet = [&](const FailureCount& c) {
+    return c.banned_until <= now && now - c.window_start >= config_.auth_fail_window;
+  };
+  for (auto it = failures_.begin(); it != failures_.end();) {
+    std::erase_if(it->second.by_username, [&](const auto& entry) { return quiet(entry.second); });
+    it = quiet(it->second.address) && it->second.by_username.empty() ? failures_.erase(it) : std::next(it);
+  }
 }
 
 bool Gate::handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload) {
@@ -685,11 +818,15 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   const Device* d = registry_.device(id.product, id.device);
   if (d && !d->enabled) return refuse(4, "device is disabled");
   if (!d && product->auth_type != 0) return refuse(4, "device is not registered");
+  if (!d && product->limit > 0 && static_cast<int64_t>(registry_.auto_created(id.product)) >= product->limit)
+    return refuse(4, "auto-creation limit of product " + id.product + " reached");
   p.include_secret = product->auth_type != 2;  // a one-device-one-secret device already holds its secret
 
-  bool needs_write = !d || d->secret.empty() || product->encrypted;
-  if (!needs_write) {
-    reply_auth(p, 0, d);
+  // A session key is issued only with a first DeviceSecret, to the connection that becomes the device's owner. A
+  // device that has its secret gets or changes its key only as itself, over its V2 session (start_rekey): any
+  // holder of the ProductKey can open an AUTH session for any NodeEui (docs/security.md).
+  if (d && !d->secret.empty()) {
+    replies_due_.push_back(std::move(p));
     return true;
   }
 
@@ -700,6 +837,7 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   job.device = id.device;
   job.create = product->auth_type == 0;
   job.origin = "auth";
+  job.limit = product->limit;
   job.candidate_secret = random_hex(16);
   if (product->encrypted) job.fields = new_session_key(*product);
   pending_[job.token] = std::move(p);
@@ -707,17 +845,23 @@ bool Gate::handle_auth_request(const std::string& client_id, const Identity& id,
   return true;
 }
 
+// Replies that carry a secret or a session key go at QoS 0: a QoS 1 message waiting in a durable session would be
+// handed to whichever connection resumes that session with the same client id.
+constexpr int kSecretQos = 0;
+
 void Gate::reply_auth(const Pending& p, int code, const Device* device) {
   std::string body = "{\"Code\":" + std::to_string(code);
-  if (code == 0 && device) {
-    if (p.include_secret) body += ",\"DeviceSecret\":" + json_quoted(device->secret);
+  // Type 2 devices hold their secret already, and only their V2 session gets their session key: the AUTH session
+  // proves nothing but the ProductKey. For types 0 and 1 the ProductKey holder is given the DeviceSecret anyway.
+  if (code == 0 && device && p.include_secret) {
+    body += ",\"DeviceSecret\":" + json_quoted(device->secret);
     if (!device->session_id.empty())
       body += ",\"SessionID\":" + json_quoted(device->session_id) + ",\"Nonce\":" + std::to_string(device->nonce);
   }
   body += "}";
   std::string msg = "{\"MessageId\":" + p.message_id_json + ",\"HeaderCtrl\":1,\"Payload\":" + body +
                     ",\"Version\":\"2.0\"}";
-  effects_.publish_to_client(p.client_id, p.topic, msg, 1);
+  effects_.publish_to_client(p.client_id, p.topic, msg, kSecretQos);
   if (code == 0)
     log_.info("iotgate: auth request of '" + p.client_id + "' answered with Code 0" +
               (p.include_secret ? " and its DeviceSecret" : ""));
@@ -768,7 +912,7 @@ bool Gate::handle_krt_register(const std::string& client_id, const Identity& id,
   p.message_id_json = echo_id(doc, "ID");
   p.created = clock_();
   if (d && !d->secret.empty()) {  // a repeated request gets the same secret
-    reply_krt(p, 0, d);
+    replies_due_.push_back(std::move(p));
     return true;
   }
   StoreJob job;
@@ -794,7 +938,7 @@ void Gate::reply_krt(const Pending& p, int code, const Device* device) {
            ",\"DeviceID\":" + json_quoted(device->id) + ",\"DeviceSecret\":" + s;
   }
   msg += "}";
-  effects_.publish_to_client(p.client_id, p.topic, msg, 1);
+  effects_.publish_to_client(p.client_id, p.topic, msg, kSecretQos);
   log_.info("iotgate: register request of '" + p.client_id + "' answered with CODE " + std::to_string(code));
 }
 
@@ -810,14 +954,7 @@ Fields Gate::new_session_key(const Product& product) {
           {"session_key_expires", std::to_string(clock_() + config_.session_key_ttl)}};
 }
 
-void Gate::start_rekey(const std::string& client_id, const Identity& id, const Product& product) {
-  StoreJob job;
-  job.type = StoreJob::Type::lierda_issue;
-  job.token = next_token_++;
-  job.product = id.product;
-  job.device = id.device;
-  job.candidate_secret = random_hex(16);  // unused: the device has a secret
-  job.fields = new_session_key(product);
+Gate::Pending Gate::session_key_notice(const std::string& client_id, const Identity& id) {
   Pending p;
   p.kind = PendingKind::session_rekey;
   p.client_id = client_id;
@@ -827,7 +964,18 @@ void Gate::start_rekey(const std::string& client_id, const Identity& id, const P
   p.device = id.device;
   p.topic = id.prefix + "downlink";
   p.created = clock_();
-  pending_[job.token] = std::move(p);
+  return p;
+}
+
+void Gate::start_rekey(const std::string& client_id, const Identity& id, const Product& product) {
+  StoreJob job;
+  job.type = StoreJob::Type::lierda_issue;
+  job.token = next_token_++;
+  job.product = id.product;
+  job.device = id.device;
+  job.candidate_secret = random_hex(16);  // unused: the device has a secret
+  job.fields = new_session_key(product);
+  pending_[job.token] = session_key_notice(client_id, id);
   effects_.submit(std::move(job));
 }
 
@@ -851,6 +999,10 @@ void Gate::on_result(const StoreResult& result) {
                  "iotgate: could not store the credentials for '" + p.client_id +
                      "': " + (known.count(result.error) ? result.error : std::string("store error")));
   }
+  answer(p, result.ok, result.error, d);
+}
+
+void Gate::answer(const Pending& p, bool ok, const std::string& error, const Device* d) {
   if (!still_asking(p)) {
     log_.notice("iotgate: reply for " + p.product + "/" + p.device + " not sent: client '" + p.client_id +
                 "' has left or is now another connection");
@@ -858,18 +1010,18 @@ void Gate::on_result(const StoreResult& result) {
   }
   switch (p.kind) {
     case PendingKind::lierda_auth: {
-      int code = result.ok && d ? 0
-                 : result.error == "unknown_product" ? 2
-                 : (result.error == "unknown_device" || result.error == "disabled") ? 4
-                                                                                    : 1;
+      int code = ok && d ? 0
+                 : error == "unknown_product" ? 2
+                 : (error == "unknown_device" || error == "disabled" || error == "limit") ? 4
+                                                                                          : 1;
       reply_auth(p, code, d);
       break;
     }
     case PendingKind::krt_register: {
-      int code = result.ok && d ? 0
-                 : (result.error == "limit" || result.error == "unknown_device" || result.error == "unknown_product") ? 2
-                 : result.error == "disabled" ? 3
-                                              : 1;
+      int code = ok && d ? 0
+                 : (error == "limit" || error == "unknown_device" || error == "unknown_product") ? 2
+                 : error == "disabled" ? 3
+                                       : 1;
       reply_krt(p, code, d);
       break;
     }
@@ -878,8 +1030,8 @@ void Gate::on_result(const StoreResult& result) {
         std::string msg = "{\"MessageId\":" + std::to_string(clock_()) +
                           ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_quoted(d->session_id) +
                           ",\"Nonce\":" + std::to_string(d->nonce) + "},\"Version\":\"2.0\"}";
-        effects_.publish_to_client(p.client_id, p.topic, msg, 1);
-        log_.info("iotgate: sent a new session key (HeaderCtrl 3) to '" + p.client_id + "'");
+        effects_.publish_to_client(p.client_id, p.topic, msg, kSecretQos);
+        log_.info("iotgate: sent a session key (HeaderCtrl 3) to '" + p.client_id + "'");
       }
       break;
   }
@@ -900,6 +1052,7 @@ void Gate::on_disconnect(std::string_view client_id, const void* handle) {
   Identity id = std::move(s->identity);
   sessions_.erase(client_id);
   mark_offline(id, d, clock_());
+  departed_.insert_or_assign(handle, std::move(id));  // its will is checked next
 }
 
 void Gate::on_shutdown() {
@@ -925,6 +1078,9 @@ Device* Gate::device_of(Session& s) {
 
 void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
   if (!has_device(id.kind)) return;
+  // A type-1 password is refused once its timestamp is not after the last offline time: one ahead of the clock
+  // (within clock_skew) must not outlive its session.
+  now = std::max(now, id.type1_timestamp);
   if (device) now = device->last_offline = std::max(device->last_offline, now);
   touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
 }

@@ -149,7 +149,10 @@ bool device_session_allows(SessionKind kind, std::string_view prefix, Access acc
   bool allowed = false;
   switch (kind) {
     case SessionKind::lierda_auth:
-      allowed = suffix == "downlink";
+      // It may subscribe to its downlink as the protocol says, but reads nothing there: the platform's replies come
+      // as direct publishes, which no ACL check stops, while any ProductKey holder may open an AUTH session for any
+      // NodeEui, so a read would hand that device's downlink data to them.
+      allowed = suffix == "downlink" && access == Access::subscribe;
       break;
     case SessionKind::lierda_v2:
       allowed = access == Access::subscribe ? !suffix.empty()

@@ -1,6 +1,7 @@
 #include "iotgate/ids.h"
 
 #include <cctype>
+#include <charconv>
 
 namespace iotgate {
 namespace {
@@ -24,6 +25,14 @@ bool is_topic_level_safe(std::string_view s) {
   for (char c : s)
     if (c == '+' || c == '#' || c == '/' || c == '\0') return false;
   return true;
+}
+
+bool parse_decimal(std::string_view s, int64_t& out) {
+  std::string_view digits = s.substr(!s.empty() && s[0] == '-' ? 1 : 0);
+  if (digits.empty() || digits[0] < '0' || digits[0] > '9') return false;
+  if (digits[0] == '0' && s.size() > 1) return false;  // "0" only: no "00", "01", "-0"
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
 }
 
 }  // namespace iotgate

@@ -22,14 +22,10 @@ bool flag(const Fields& f, const char* name, bool fallback = false) {
   const std::string* v = field(f, name);
   return v ? *v == "1" : fallback;
 }
-bool parse_int(std::string_view s, int64_t& out) {
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
 int64_t int_or(const Fields& f, const char* name, int64_t fallback) {
   const std::string* v = field(f, name);
   int64_t out = 0;
-  return v && parse_int(*v, out) ? out : fallback;
+  return v && parse_decimal(*v, out) ? out : fallback;
 }
 bool fail(std::string* error, std::string message) {
   if (error) *error = std::move(message);
@@ -92,6 +88,7 @@ std::optional<Product> product_from_fields(const std::string& id, const Fields& 
       p.product_key = value_or(f, "product_key", "");
       p.auth_type = static_cast<int>(std::clamp<int64_t>(int_or(f, "auth_type", -1), -1, 3));  // range-checked below
       p.encrypted = flag(f, "encrypted");
+      p.limit = int_or(f, "limit", 1000);
       if (!is_lierda_id(id) || !is_lierda_id(p.openid) || !is_hex_key(p.product_key) || p.auth_type < 0 ||
           p.auth_type > 2)
         return fail(error, "product " + id + ": malformed lierda fields"), std::nullopt;
@@ -183,7 +180,7 @@ size_t Registry::auto_created(const std::string& product) const {
   return it == auto_created_.end() ? 0 : it->second;
 }
 void Registry::count_origin(const Device& d, int delta) {
-  if (d.origin != "auto") return;
+  if (d.origin != "auto" && d.origin != "auth") return;
   size_t& n = auto_created_[d.product];
   n = delta > 0 ? n + 1 : (n > 0 ? n - 1 : 0);
 }

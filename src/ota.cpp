@@ -9,21 +9,17 @@
 
 #include "iotgate/crypto.h"
 #include "iotgate/gate.h"
+#include "iotgate/ids.h"
 #include "iotgate/json.h"
 
 namespace iotgate {
 namespace {
 
 
-bool parse_i64(std::string_view s, int64_t& out) {
-  if (s.empty()) return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
 int64_t int_field(const Fields& f, const char* name, int64_t fallback) {
   auto it = f.find(name);
   int64_t v = 0;
-  return it != f.end() && parse_i64(it->second, v) ? v : fallback;
+  return it != f.end() && parse_decimal(it->second, v) ? v : fallback;
 }
 std::string str_field(const Fields& f, const char* name) {
   auto it = f.find(name);
@@ -32,7 +28,7 @@ std::string str_field(const Fields& f, const char* name) {
 std::optional<int64_t> int_like(const rapidjson::Value& v) {
   if (v.IsInt64()) return v.GetInt64();
   int64_t n = 0;
-  if (v.IsString() && parse_i64(std::string_view(v.GetString(), v.GetStringLength()), n)) return n;
+  if (v.IsString() && parse_decimal(std::string_view(v.GetString(), v.GetStringLength()), n)) return n;
   return std::nullopt;
 }
 std::optional<int64_t> int_member(const rapidjson::Value& obj, const char* name) {

@@ -41,13 +41,14 @@ local now = redis.call('TIME')[1]
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if ARGV[3] ~= '1' then return {'unknown_device'} end
   local limit = tonumber(ARGV[6]) or 0
-  if limit > 0 and ARGV[4] == 'auto' then
+  local by_device = ARGV[4] == 'auto' or ARGV[4] == 'auth'  -- created by a device's own request: counted, capped
+  if limit > 0 and by_device then
     local made = tonumber(redis.call('HGET', KEYS[1], 'auto_created') or '0') or 0
     if made >= limit then return {'limit'} end
   end
   redis.call('HSET', KEYS[2], 'enabled', '1', 'origin', ARGV[4], 'secret', ARGV[5], 'created_at', now)
   redis.call('SADD', KEYS[3], ARGV[2])
-  if ARGV[4] == 'auto' then redis.call('HINCRBY', KEYS[1], 'auto_created', 1) end
+  if by_device then redis.call('HINCRBY', KEYS[1], 'auto_created', 1) end
 else
   if redis.call('HGET', KEYS[2], 'enabled') == '0' then return {'disabled'} end
   local s = redis.call('HGET', KEYS[2], 'secret')
@@ -77,6 +78,16 @@ if ARGV[3] ~= '0' then
   redis.call('RPUSH', KEYS[3], cjson.encode({id = id, product_id = ARGV[5], task_id = ARGV[6], device_id = ARGV[1],
     device_mac = '', device_sn = '', status = tonumber(ARGV[3]), execute_time = ARGV[7]}))
   redis.call('LTRIM', KEYS[3], -100000, -1)
+end
+return 1
+)lua";
+
+// The set of a device's topics that hold a retained message (KEYS[1]), so that deleting the device (KEYS[2]) can clear
+// them; nothing for a device that is gone. ARGV: topic, "1" (add) or "0" (remove), ...
+constexpr const char* kRetainedScript = R"lua(
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == '1' then redis.call('SADD', KEYS[1], ARGV[i]) else redis.call('SREM', KEYS[1], ARGV[i]) end
 end
 return 1
 )lua";
@@ -523,6 +534,9 @@ StoreResult RedisStore::run(const StoreJob& job) {
       write = {"SADD", key("ota:pushed:" + get("task"))};
       for (const auto& [f, v] : job.fields)
         if (f != "task") write.push_back(v);
+      break;
+    case StoreJob::Type::retained:
+      write = with_fields({"EVAL", kRetainedScript, "2", key("retained:" + job.product + ":" + job.device), dkey});
       break;
     case StoreJob::Type::lierda_issue:
     case StoreJob::Type::krt_issue:

@@ -176,7 +176,7 @@ std::optional<Frame> next_frame(std::string_view buffer, size_t* used) {
 std::optional<StoreJob> get_job(std::string_view body) {
   Reader r{body};
   StoreJob job;
-  job.type = r.enumeration(StoreJob::Type::ota_pushed);
+  job.type = r.enumeration(StoreJob::Type::retained);
   job.token = r.u64();
   job.durable = r.flag();
   job.product = r.str();

@@ -25,9 +25,15 @@ struct Config {
   int log_window = 10;              // seconds
   bool lierda_acks = true;          // answer Lierda reports (uplink, model/..., update_time) with their acks
   std::string timezone = "Asia/Shanghai";  // sent in Lierda time sync answers
-  int auth_fail_limit = 30;         // failed logins from one address within auth_fail_window before it is banned
+  int auth_fail_limit = 30;         // failed logins within auth_fail_window before a ban (see auth_spray_usernames)
   int64_t auth_fail_window = 60;    // seconds
-  int64_t auth_ban_seconds = 300;   // how long a banned address is refused without looking at its credentials
+  int64_t auth_ban_seconds = 300;   // how long a ban lasts
+  // auth_fail_limit failures of one username from one address ban that pair; the whole address is banned when its
+  // failures within the window reach auth_fail_limit under at least this many usernames (spraying).
+  int auth_spray_usernames = 5;
+  // Service accounts log in with the client id NAME or NAME:ANYTHING (true), or any client id (false). EMU gateways
+  // always do: a free client id can take over (and kick) any other client's session.
+  bool bind_account_client_ids = true;
 };
 
 // Returns the config, or a message naming the first bad option.

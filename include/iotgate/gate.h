@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "iotgate/config.h"
 #include "iotgate/identity.h"
@@ -27,6 +28,8 @@ class Effects {
                                  int qos) = 0;
   // Normal fan-out to the subscribers of `topic` (each READ-checked), not retained.
   virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
+  // Deletes the retained message of `topic` (a zero-length retained publish, which its subscribers also receive).
+  virtual void clear_retained(const std::string& topic) = 0;
   // Disconnects a client; the adapter does it on the next tick, never inside the callback that asked.
   virtual void kick(const std::string& client_id) = 0;
   // Hands a write to the store process; its StoreResult comes back through Gate::on_result when token != 0.
@@ -54,9 +57,10 @@ class Gate {
   bool check_acl(const char* client_id, const void* handle, const char* username, Access access, TopicText topic);
   // The broker's WRITE check of a message (the same arguments as check_acl, plus the payload). A PUBLISH from a
   // connected client that passes also gets the platform's side of the exchange here (auth and registration
-  // replies, OTA, report acks); `drop`: refused by the ACL or by a handler.
+  // replies, OTA, report acks); `drop`: refused by the ACL or by a handler. `retain`: the message is to be
+  // retained (a device's retained topics are recorded, so that deleting the device clears them).
   Verdict on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
-                     std::string_view payload);
+                     std::string_view payload, bool retain = false);
   void on_disconnect(std::string_view client_id, const void* handle);
   // The broker is stopping: every open device session counts as offline now (its writes are queued).
   void on_shutdown();
@@ -110,8 +114,15 @@ class Gate {
   // An account session's read of `topic`, from its summary alone: true when allowed; false: ask its rules.
   static bool summary_reads(const SessionSummary& summary, TopicText topic);
   void refresh_account_summaries();
-  bool allows(const Sessions::Found& found, const char* client_id, const char* username, Access access,
-              TopicText topic);
+  // Records in Redis that `topic` of the device it belongs to holds a retained message (or no longer does).
+  void note_retained(const Sessions::Found& found, std::string_view topic, bool cleared);
+  // The device (product, device id) whose topic prefix `topic` lies under, if it is known.
+  std::optional<std::pair<std::string, std::string>> device_of_topic(std::string_view topic) const;
+  bool allows(const Sessions::Found& found, const void* handle, const char* client_id, const char* username,
+              Access access, TopicText topic);
+  // A connection the table does not hold (see departed_): judged with its own identity or by its names.
+  bool unlisted_allows(const void* handle, const char* client_id, const char* username, Access access,
+                       TopicText topic);
   // The platform's side of a device session's publish that its ACL allowed; `suffix`: the topic after the prefix.
   Verdict answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id, const void* handle,
                           TopicText topic, std::string_view suffix, std::string_view payload);
@@ -157,9 +168,13 @@ class Gate {
   // Both return false for a malformed message, which is then dropped (not delivered to anyone).
   bool handle_auth_request(const std::string& client_id, const Identity& id, std::string_view payload);
   bool handle_krt_register(const std::string& client_id, const Identity& id, std::string_view payload);
+  // Sends the answer to `p` if its connection still asks; `error`: why the store refused (when !ok).
+  void answer(const Pending& p, bool ok, const std::string& error, const Device* device);
   void reply_auth(const Pending& p, int code, const Device* device);
   void reply_krt(const Pending& p, int code, const Device* device);
   void start_rekey(const std::string& client_id, const Identity& id, const Product& product);
+  // The HeaderCtrl 3 that tells a V2 session its device's session key.
+  Pending session_key_notice(const std::string& client_id, const Identity& id);
   Fields new_session_key(const Product& product);
   void touch(const std::string& product, const std::string& device, Fields fields);
   void refresh_entries(Session& s);
@@ -184,8 +199,11 @@ class Gate {
   bool device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
                      TopicText topic, std::string_view* suffix = nullptr);
   void log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who);
-  // Counts a failed login from `address`; returns true when that banned it.
-  bool count_failure(const std::string& address, int64_t now);
+  // Counts a failed login from `address` with `username`; says what that banned, if anything.
+  enum class Ban { none, username, address };
+  Ban count_failure(const std::string& address, const std::string& username, int64_t now);
+  // The ban, if any, that refuses a login from `address` with `username` now: its end and what it covers.
+  std::optional<std::pair<int64_t, Ban>> ban_of(const std::string& address, const std::string& username, int64_t now) const;
   void forget_quiet_addresses(int64_t now);  // addresses whose window and ban are over
 
   Config config_;
@@ -199,15 +217,32 @@ class Gate {
   // The device and account pointers kept in sessions stay valid until a removal or a reload raises this.
   uint64_t entries_epoch_ = 0;
   std::unordered_map<uint64_t, Pending> pending_;
+  // Answers that carry a secret or a session key, sent by the next tick(). mosquitto routes a reply to a client id
+  // when its next loop iteration starts, which directly follows the TICK: a reply checked there (still_asking)
+  // reaches the connection that asked or nobody, while one sent from a message callback would go to whichever
+  // connection took the client id over in the rest of that iteration.
+  std::vector<Pending> replies_due_;
+  // Connections that left in this loop iteration (a disconnect, or a takeover of their client id), with the
+  // identity they had: mosquitto checks their will right after, and it must be judged with their own rights,
+  // never with those of the connection now holding the id. Cleared by tick(): a will is checked in the same
+  // iteration (a delayed MQTT 5 will is judged later by its names).
+  std::unordered_map<const void*, Identity> departed_;
   uint64_t next_token_ = 1;
   // name -> SHA-256(hash string, password) of the last password that verified, so a reconnect skips PBKDF2.
   std::unordered_map<std::string, std::string> verified_;
   OtaRouter ota_;
   int64_t last_sweep_ = 0;
-  struct AddressFailures {
+  struct FailureCount {
     int64_t window_start = 0;
     int count = 0;
     int64_t banned_until = 0;
+  };
+  // Failed logins are banned per (address, username) first, so that one client's failures lock out no other
+  // device behind the same NAT or load balancer; the whole address only when it fails under many usernames.
+  struct AddressFailures {
+    FailureCount address;                 // banned_until: the whole address (spraying)
+    std::vector<std::string> usernames;   // distinct usernames that failed in address.window_start's window
+    std::unordered_map<std::string, FailureCount> by_username;
   };
   std::unordered_map<std::string, AddressFailures> failures_;
 };

@@ -27,6 +27,7 @@ struct Identity {
   std::string prefix;  // topic prefix owned by the session ("" for accounts)
   std::string openid;   // lierda
   std::string account;  // account sessions: the account name
+  int64_t type1_timestamp = 0;  // lierda_v2 type 1: the timestamp its password was made for
 };
 
 enum class Access { read, write, subscribe, unsubscribe };

@@ -1,5 +1,6 @@
 // Identifier rules shared by logins, topics and the store (docs/redis-schema.md, "Identifiers").
 #pragma once
+#include <cstdint>
 #include <string_view>
 
 namespace iotgate {
@@ -16,5 +17,9 @@ bool is_plain_id(std::string_view s);
 bool is_account_name(std::string_view s);
 // True when s can be substituted into a topic as one level: non-empty, no + # / or NUL.
 bool is_topic_level_safe(std::string_view s);
+// A decimal integer from a device or a client id, in its one canonical spelling: digits with an optional '-', no
+// leading zero, no "-0", no '+'. "01" and "1" would otherwise name one number in two spellings (two client ids
+// with one password).
+bool parse_decimal(std::string_view s, int64_t& out);
 
 }  // namespace iotgate

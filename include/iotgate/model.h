@@ -29,6 +29,7 @@ struct Product {
   std::string product_secret;
   bool dynamic_register = false;
   bool auto_create = false;
+  // krt auto-creation and lierda type 0 AUTH requests: most devices that devices may create
   int64_t limit = 1000;
   // emu: "wudun" (id is a PRODUCT_KEY) or "user" (id is a TENANT)
   std::string emu_namespace;
@@ -93,7 +94,8 @@ class Registry {
   const Account* account(const std::string& name) const;
   // EMU gateways log in with their device uid as username.
   const Device* emu_device_by_uid(const std::string& uid) const;
-  // Devices of `product` that KRT auto-creation made (origin "auto"); kept as a count, not scanned.
+  // Devices of `product` that a device's own request created (KRT auto-creation "auto", a Lierda type 0 AUTH
+  // request "auth"); kept as a count, not scanned.
   size_t auto_created(const std::string& product) const;
 
   void put_product(Product p);

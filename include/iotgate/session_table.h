@@ -44,10 +44,15 @@ class SessionTable {
   }
   const Session* find(std::string_view client_id) const { return const_cast<SessionTable*>(this)->find(client_id); }
 
-  // The session of `client_id` (NUL-terminated) as seen from the connection `handle`: by the index, else by id.
+  // The session that connection `handle` holds as `client_id` (NUL-terminated): by the index, else by id. A
+  // session of the same id found by id belongs to this connection only when its handle is `handle`: after a
+  // takeover the id names the new connection, whose rights must never judge the old one (its will).
   Found find(const void* handle, const char* client_id) {
     Found f = find_indexed(handle, client_id);
-    if (!f.session) f.session = find(std::string_view(client_id));
+    if (!f.session) {
+      Session* s = find(std::string_view(client_id));
+      if (s && s->handle == handle) f.session = s;
+    }
     return f;
   }
   // The index alone: the session that connection `handle` logged in with, if its id is `client_id`. The broker

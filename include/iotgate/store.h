@@ -28,6 +28,7 @@ struct StoreJob {
     ota_progress,   // fields: task, progress (JSON), log_status (0/1/2), count_success (0/1), execute_time
     emu_result,     // fields: sub-device id -> result JSON (merged into what is stored)
     ota_pushed,     // fields: task, and device ids under any other name
+    retained,       // fields: topic -> "1" (holds a retained message) or "0" (no longer does)
   };
   Type type = Type::touch_device;
   uint64_t token = 0;  // 0: nobody waits for the result
@@ -37,7 +38,7 @@ struct StoreJob {
   bool create = false;           // issue: create the device when it is missing
   std::string origin;            // issue: origin of a created device
   std::string candidate_secret;  // issue: secret to give a device that has none
-  int64_t limit = 0;             // krt_issue: auto-creation limit (0: none)
+  int64_t limit = 0;             // issue with create: most devices that devices may create (0: none)
 };
 
 struct StoreResult {

@@ -300,11 +300,20 @@ local function remove_task(id, h)
   redis.call('DEL', k_task(id), k_ota('progress:' .. id), k_ota('oplog:' .. id), k_ota('pushed:' .. id))
   redis.call('SREM', k_ota('tasks'), id)
   redis.call('ZREM', k_ota('tasks:' .. h.product_id), id)
+  redis.call('HDEL', k_ota('task_names:' .. h.product_id), id)
   changed('task', id)
 end
 
 -- Removes what the plugin stored about a device: its login / logout times, reported versions and EMU results.
 local function remove_device_state(pid, did)
+  -- The retained messages brokers hold on the device's topics (the plugin records them): every broker clears its
+  -- own, so that a device created again with this id is not served the old one's.
+  local retained = P .. 'retained:' .. pid .. ':' .. did
+  local topics = redis.call('SMEMBERS', retained)
+  if #topics > 0 then
+    redis.call('XADD', k_commands(), 'MAXLEN', '~', '10000', '*', 'kind', 'clear_retained', 'topics', cjson.encode(topics))
+    redis.call('DEL', retained)
+  end
   redis.call('HDEL', k_last_online(pid), did)
   redis.call('HDEL', k_last_offline(pid), did)
   redis.call('DEL', k_version(pid, did), P .. 'emu:result:' .. pid .. ':' .. did)

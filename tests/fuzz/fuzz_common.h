@@ -137,6 +137,7 @@ struct FakeEffects : iotgate::Effects {
     published.push_back({c, t, p, qos});
   }
   void publish(const std::string& t, const std::string& p, int qos) override { broadcasts.push_back({"", t, p, qos}); }
+  void clear_retained(const std::string& t) override { broadcasts.push_back({"", t, "", 0}); }
   void kick(const std::string& c) override { kicks.push_back(c); }
   void submit(iotgate::StoreJob job) override { jobs.push_back(std::move(job)); }
 };

@@ -47,7 +47,7 @@ TEST_F(AclTest, LierdaV2DevicePublishesOnlyItsUplinkTopicsAndReadsOnlyItsDownlin
   EXPECT_GE(dev->subscribe("/sys/#", 1), 128);
   EXPECT_GE(dev->subscribe("#", 1), 128);
 
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   EXPECT_EQ(app->publish(P + "downlink", "d1", 1), 0);
   auto m = dev->wait_message(P + "downlink");
   ASSERT_TRUE(m);
@@ -76,7 +76,7 @@ TEST_F(AclTest, KrtDeviceStaysInItsThingSubtree) {
   EXPECT_EQ(dev->publish("/sys/KP1/KD2/thing/ota/post", "x", 1), kDenied);
   EXPECT_LT(dev->subscribe("/sys/KP1/KD1/thing/ota/set", 1), 128);
   EXPECT_GE(dev->subscribe("/sys/KP1/+/thing/ota/set", 1), 128);
-  auto root = connect("root-1", "root", "root-pw");
+  auto root = connect("root:1", "root", "root-pw");
   EXPECT_EQ(root->publish("/sys/KP1/KD1/thing/ota/set", "push", 1), 0);
   EXPECT_TRUE(dev->wait_message("/sys/KP1/KD1/thing/ota/set"));
 }
@@ -94,24 +94,24 @@ TEST_F(AclTest, EmuGatewaysPublishResultsAndReadCommandsOfTheirOwnPrefix) {
   auto tenant_gw = connect("gw2", "gw2", "gw2-secret");
   EXPECT_EQ(tenant_gw->publish("v1/user/T1/gw2/ota/emu_upgrade/result", result, 1), 0);
   EXPECT_EQ(tenant_gw->publish("v1/wudun/T1/gw2/ota/emu_upgrade/result", "{}", 1), kDenied);
-  auto root = connect("root-1", "root", "root-pw");
+  auto root = connect("root:1", "root", "root-pw");
   EXPECT_EQ(root->publish("v1/wudun/PK1/gw1/ota/emu_version/command", "cmd", 1), 0);
   EXPECT_TRUE(gw->wait_message("v1/wudun/PK1/gw1/ota/+/command"));
 }
 
 TEST_F(AclTest, ServiceAccountRulesWithSubstitution) {
-  auto app = connect("c1", "app", "app-pw");
+  auto app = connect("app:c1", "app", "app-pw");
   EXPECT_LT(app->subscribe("/sys/#", 1), 128);
   EXPECT_LT(app->subscribe("/sys/+/+/+/uplink", 1), 128);
   EXPECT_GE(app->subscribe("#", 1), 128);
   EXPECT_GE(app->subscribe("other/#", 1), 128);
   EXPECT_EQ(app->publish("/sys/a/b/c/downlink", "x", 1), 0);
   EXPECT_EQ(app->publish("/sys/a/b/c/uplink", "x", 1), kDenied);
-  EXPECT_EQ(app->publish("apps/app/c1/state", "x", 1), 0);
-  EXPECT_EQ(app->publish("apps/app/c2/state", "x", 1), kDenied);
-  EXPECT_LT(app->subscribe("apps/app/c1/#", 1), 128);
+  EXPECT_EQ(app->publish("apps/app/app:c1/state", "x", 1), 0);
+  EXPECT_EQ(app->publish("apps/app/app:c2/state", "x", 1), kDenied);
+  EXPECT_LT(app->subscribe("apps/app/app:c1/#", 1), 128);
   EXPECT_GE(app->subscribe("apps/app/+/#", 1), 128);
-  auto root = connect("root-1", "root", "root-pw");
+  auto root = connect("root:1", "root", "root-pw");
   EXPECT_LT(root->subscribe("#", 1), 128);
   EXPECT_EQ(root->publish("anything/at/all", "x", 1), 0);
 }
@@ -149,7 +149,7 @@ TEST_F(RetainSourceTest, RetainedMessageOfAGoneDeviceIsStillDelivered) {
     EXPECT_EQ(dev->publish(P + "config_report", "retained-config", 1, true), 0);
     dev->disconnect();
   }
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe(P + "config_report", 1), 128);
   auto m = app->wait_message(P + "config_report", std::chrono::seconds(3));
   ASSERT_TRUE(m);
@@ -157,7 +157,7 @@ TEST_F(RetainSourceTest, RetainedMessageOfAGoneDeviceIsStillDelivered) {
   // Once the device is deleted, its retained message is no longer delivered (its right is gone).
   cli({"device", "delete", kPid, kEui});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  auto app2 = connect("app-2", "app", "app-pw");
+  auto app2 = connect("app:2", "app", "app-pw");
   ASSERT_LT(app2->subscribe(P + "config_report", 1), 128);
   EXPECT_FALSE(app2->wait_message(P + "config_report", std::chrono::milliseconds(700)));
 }

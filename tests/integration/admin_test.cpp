@@ -62,11 +62,11 @@ TEST_F(AdminTest, DisablingOrDeletingAProductKicksAllItsDevices) {
 }
 
 TEST_F(AdminTest, DeletingAnAccountKicksItsSessions) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   auto t0 = std::chrono::steady_clock::now();
   cli({"account", "delete", "app"});
   EXPECT_LT(kicked_within(*app, t0), milliseconds(1000));
-  connect("app-1", "app", "app-pw", 135);
+  connect("app:1", "app", "app-pw", 135);
 }
 
 TEST_F(AdminTest, NewDevicesAndAccountsCanLogInWithinASecond) {
@@ -74,7 +74,7 @@ TEST_F(AdminTest, NewDevicesAndAccountsCanLogInWithinASecond) {
   V2Creds c = v2_creds(kPid, "NEWDEVICE9", secret, 0, 1);
   EXPECT_LT(login_eventually(c.client_id, c.username, c.password, 0, milliseconds(1500)), milliseconds(1000));
   cli({"account", "add", "late", "--password", "late-pw", "--superuser"});
-  EXPECT_LT(login_eventually("late-1", "late", "late-pw", 0, milliseconds(1500)), milliseconds(1000));
+  EXPECT_LT(login_eventually("late:1", "late", "late-pw", 0, milliseconds(1500)), milliseconds(1000));
   cli({"product", "add", "lierda", "--openid", "11111111", "--product-id", "BB000000", "--product-key", kKey,
        "--auth-type", "1"});
   std::string s2 = add_lierda_device("BB000000", "BRANDNEW01");

@@ -48,7 +48,7 @@ TEST_F(FaultTest, ThousandFailedLoginsFromOneAddressAreBannedAndOthersUnaffected
 }
 
 TEST_F(FaultTest, BurstOfMalformedAndOversizedFramesFromADevice) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
   size_t from = broker->log_size();
@@ -82,7 +82,7 @@ TEST_F(FaultTest, BrokerRestartWithDevicesConnected) {
   broker->restart();
   ASSERT_TRUE(broker->wait_for_log("iotgate: loaded 1 products, 2 devices, 1 accounts", seconds(10), from));
   for (auto& d : devices) EXPECT_TRUE(d->wait_disconnected(seconds(3)));
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   for (int i = 0; i < 20; ++i) {
     auto d = connect_v2(v2_creds(kPid, i % 2 ? kEui : "SECONDDEV1", kSecret, 0, 100 + i));

@@ -17,7 +17,7 @@ class LierdaPlatformTest : public StackTest {
 };
 
 TEST_F(LierdaPlatformTest, TimeSyncAndReportAcks) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
   int64_t before = unix_now() * 1000;

@@ -162,23 +162,24 @@ TEST_F(LoginTest, KrtDeviceLoginInBothClientIdForms) {
 }
 
 TEST_F(LoginTest, EmuGatewayLogin) {
-  auto gw = connect("gw1-client", "gw1", emu_secret);
+  auto gw = connect("gw1:client", "gw1", emu_secret);
   EXPECT_TRUE(gw->connected());
   auto gw2 = connect("gw2", "gw2", tenant_secret);
   EXPECT_TRUE(gw2->connected());
-  expect_refused("gw1-client", "gw1", tenant_secret, "wrong secret");
+  expect_refused("gw1:client", "gw1", tenant_secret, "wrong secret");
   cli({"device", "disable", "PK1", "gw1"});
   EXPECT_TRUE(gw->wait_disconnected(std::chrono::seconds(2)));
-  expect_refused("gw1-client", "gw1", emu_secret, "device is disabled");
+  expect_refused("gw1:client", "gw1", emu_secret, "device is disabled");
 }
 
 TEST_F(LoginTest, ServiceAccounts) {
-  auto app = connect("backend-1", "backend", "backend-pw");
+  auto app = connect("backend:1", "backend", "backend-pw");
   EXPECT_TRUE(app->connected());
-  auto op = connect("op-1", "operator", "s3cret-pass");
+  auto op = connect("operator:1", "operator", "s3cret-pass");
   EXPECT_TRUE(op->connected());
-  expect_refused("backend-2", "backend", "backend-pW", "wrong password");
-  expect_refused("op-2", "operator", "", "wrong password");
+  expect_refused("backend:2", "backend", "backend-pW", "wrong password");
+  expect_refused("operator:2", "operator", "", "wrong password");
+  expect_refused("backend-1", "backend", "backend-pw", "client id is not .backend. or .backend:...");
   expect_refused("x-1", "nobody", "pw", "unknown user");
   EXPECT_EQ(broker->log().find("backend-pW"), std::string::npos);
 }

@@ -99,7 +99,7 @@ class RedisOutageTest : public StackTest {
 };
 
 TEST_F(RedisOutageTest, KnownDevicesKeepWorkingWhileRedisIsDownAndHeldWritesLandWhenItReturns) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   redis.kill();
   EXPECT_TRUE(log_has("lost redis|redis unreachable", std::chrono::seconds(5)));
@@ -138,7 +138,7 @@ class StalledRedisTest : public RedisOutageTest {
 };
 
 TEST_F(StalledRedisTest, StalledRedisNeverStallsTheBroker) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   redis.pause();
   for (int i = 0; i < 20; ++i) {
@@ -188,7 +188,7 @@ TEST_F(RedisOutageTest, BrokerRestartLosesNothing) {
   broker->restart();
   ASSERT_TRUE(broker->wait_for_log("iotgate: loaded 1 products, 1 devices, 1 accounts", std::chrono::seconds(10), from));
   connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts), 135);
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   EXPECT_TRUE(app->connected());
 }
 
@@ -212,7 +212,7 @@ TEST_F(RedisOutageTest, DevicesOnlineAtShutdownAreRecordedOffline) {
 // of every device).
 TEST_F(RedisOutageTest, RedisRestartWithDevicesConnected) {
   auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   size_t from = broker->log_size();
   redis.restart();
@@ -290,7 +290,7 @@ TEST_F(RedisOutageTest, RedisIoRunsInAStoreProcessAndTheBrokerKeepsOneThread) {
 }
 
 TEST_F(RedisOutageTest, AKilledStoreProcessIsReplacedAndNothingElseStops) {
-  auto app = connect("app-1", "app", "app-pw");
+  auto app = connect("app:1", "app", "app-pw");
   ASSERT_LT(app->subscribe("/sys/#", 1), 128);
   auto before = connect_v2(v2_creds(kPid, kEui, kSecret, 0, 1));
   const pid_t first = store_processes_of(broker->pid()).at(0);

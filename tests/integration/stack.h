@@ -94,7 +94,7 @@ class StackTest : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     std::unique_ptr<MqttClient> c;
     do {  // the account may still be on its way to the broker
-      c = std::make_unique<MqttClient>("observer-" + std::to_string(++observers_));
+      c = std::make_unique<MqttClient>("observer:" + std::to_string(++observers_));
       if (c->connect(broker->port(), "observer", "observer-pw") == 0) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     } while (std::chrono::steady_clock::now() < deadline);

@@ -58,7 +58,8 @@ TEST(Acl, LierdaAuthSession) {
   EXPECT_FALSE(device_session_allows(id, W, P + "uplink"));
   EXPECT_FALSE(device_session_allows(id, W, P + "downlink"));
   EXPECT_TRUE(device_session_allows(id, S, P + "downlink"));
-  EXPECT_TRUE(device_session_allows(id, R, P + "downlink"));
+  // It reads nothing there: its replies are direct publishes, and any ProductKey holder may open an AUTH session.
+  EXPECT_FALSE(device_session_allows(id, R, P + "downlink"));
   EXPECT_FALSE(device_session_allows(id, S, P + "+"));
   EXPECT_FALSE(device_session_allows(id, S, P + "#"));
   EXPECT_FALSE(device_session_allows(id, S, Other + "downlink"));

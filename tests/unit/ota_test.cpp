@@ -22,6 +22,7 @@ struct FakeEffects : Effects {
     sent.push_back({c, t, p});
   }
   void publish(const std::string& t, const std::string& p, int) override { sent.push_back({"", t, p}); }
+  void clear_retained(const std::string& t) override { sent.push_back({"", t, ""}); }
   void kick(const std::string&) override {}
   void submit(StoreJob job) override { jobs.push_back(std::move(job)); }
 };

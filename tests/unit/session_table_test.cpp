@@ -33,7 +33,9 @@ TEST(SessionTable, FindsWhatWasPutAndForgetsWhatWasErased) {
   EXPECT_EQ(t.find("a")->value, 1);
   EXPECT_EQ(t.find(&conn_a, "a").session->value, 1);
   EXPECT_EQ(t.find(&conn_b, "b").session->value, 2);
-  EXPECT_EQ(t.find(nullptr, "b").session->value, 2);  // the broker's stand-in clients: by id
+  // The broker's stand-in clients (another handle, or none): no session of theirs, whatever id they carry.
+  EXPECT_EQ(t.find(nullptr, "b").session, nullptr);
+  EXPECT_EQ(t.find(&conn_a, "b").session, nullptr);
   t.put("a", {&conn_a, 3});                   // replaces
   EXPECT_EQ(t.find(&conn_a, "a").session->value, 3);
   EXPECT_EQ(t.size(), 2u);
@@ -57,8 +59,8 @@ TEST(SessionTable, HandleLookupsFollowTakeoverAndReuse) {
   t.put(id, {&old_conn, 1});
   t.put(id, {&new_conn, 2});  // takeover: the new connection logged in with the same id
   EXPECT_EQ(t.find(&new_conn, id.c_str()).session->value, 2);
-  // The old connection's will is judged by the id's current session.
-  EXPECT_EQ(t.find(&old_conn, id.c_str()).session->value, 2);
+  // The old connection has no session any more: its will must not be judged with the new connection's rights.
+  EXPECT_EQ(t.find(&old_conn, id.c_str()).session, nullptr);
   EXPECT_TRUE(t.erase(id));
   const std::string other = "V2_BE5C0D01.BENCH2_1_1700000000";
   t.put(other, {&new_conn, 3});  // the freed client object is reused by another client
@@ -108,7 +110,8 @@ TEST(SessionTable, AgreesWithAPlainMapThroughChurn) {
       bool expect_indexed = h && i != indexed.end() && i->second == id;
       for (const char* key : {id.c_str(), copy.c_str()}) {
         const TestSession* found = t.find(h, key).session;
-        ASSERT_EQ(found != nullptr, expected != model.end()) << id << " round " << round;
+        // A connection finds only a session it holds itself.
+        ASSERT_EQ(found != nullptr, expected != model.end() && expected->second.handle == h) << id << " round " << round;
         if (found) {
           ASSERT_EQ(found->value, expected->second.value) << id << " round " << round;
         }
