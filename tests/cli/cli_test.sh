@@ -671,6 +671,55 @@ eq "t2 keys" "t2:account:acc t2:accounts t2:changes t2:device:$PID:$EUI t2:devic
   "$(printf '%s\n' "$ALLKEYS" | grep '^t2:' | tr '\n' ' ' | sed 's/ $//')"
 eq "t2 changes" 9 "$(rcli1 XLEN t2:changes)"
 
+# ==================================================================================== security
+# Secrets never reach a command line, where every local user can read them (ps): a redis-cli and a mosquitto_passwd
+# that record their arguments stand in for the real ones while the CLI handles secrets of every kind.
+SPY=$TMP/spy
+mkdir -p "$SPY"
+for tool in redis-cli mosquitto_passwd; do
+  printf '#!/usr/bin/env bash\nprintf "%%s\\n" "$*" >> %q\nexec %q "$@"\n' "$SPY/args.log" "$(command -v "$tool")" \
+    > "$SPY/$tool"
+  chmod +x "$SPY/$tool"
+done
+S_KEY=A1B2C3D4E5F60718293A4B5C6D7E8F90
+S_DEV=0F1E2D3C4B5A69788796A5B4C3D2E1F0
+spied() { PATH="$SPY:$PATH" ok "$@"; }
+spied "secrets: lierda product" product add lierda --openid 5EC0000A --product-id 5EC0000B --product-key "$S_KEY" --auth-type 1
+spied "secrets: lierda device" device add lierda --product-id 5EC0000B --node-eui SECRETDEV1 --secret "$S_DEV"
+spied "secrets: creds lierda" creds lierda --product-id 5EC0000B --node-eui SECRETDEV1 --type 1 --timestamp 1675404867
+spied "secrets: krt product" product add krt --product-id SECKRT --product-secret 'krt-product-secret!'
+spied "secrets: krt device" device add krt --product-id SECKRT --device-id SD1 --secret 'krt-device-secret-1'
+spied "secrets: account" account add spyacc --password 'account pass word 1' --allow 'read x/#'
+spied "secrets: emu product" product add emu --product-key SECPK
+spied "secrets: emu device" device add emu --product-key SECPK --device gwspy --secret 'gateway-secret-1'
+CTX="secrets on command lines"
+SPIED=$(cat -- "$SPY/args.log")
+has "the stand-ins ran" "$SPIED" "--raw"
+for secret in "$S_KEY" "$S_DEV" 'krt-product-secret!' 'krt-device-secret-1' 'account pass word 1' 'gateway-secret-1'; do
+  hasnt "no secret in any argument list" "$SPIED" "$secret"
+done
+
+# Lierda type 0 products cap the devices AUTH requests create; a KRT ProductID that is a Lierda OpenID (or the
+# reverse) would share topics under /sys/.
+ok "lierda --limit" product add lierda --openid 5EC0000C --product-id 5EC0000D --auth-type 0 --limit 7
+eq "limit stored" 7 "$(jget limit)"
+ok "lierda default limit" product add lierda --openid 5EC0000C --product-id 5EC0000E --auth-type 0
+eq "default limit" 1000 "$(jget limit)"
+refuse "lierda --limit 0" product add lierda --openid 5EC0000C --product-id 5EC0000F --auth-type 0 --limit 0
+refuse "KRT ProductID = a Lierda OpenID" product add krt --product-id 5EC0000C --product-secret 'krt-product-secret'
+has "names the clash" "$ERR" "is the OpenID of Lierda product"
+ok "KRT product" product add krt --product-id C1A5000A --product-secret 'krt-product-secret'
+refuse "Lierda OpenID = a KRT ProductID" product add lierda --openid C1A5000A --product-id 5EC00010 --auth-type 1
+has "names the clash" "$ERR" "is the ProductID of KRT product"
+
+# A device's retained topics (recorded by the plugin) are cleared by every broker when the device is deleted.
+rcli SADD "${P}retained:5EC0000B:SECRETDEV1" "/sys/5EC0000A/5EC0000B/SECRETDEV1/downlink" >/dev/null
+ok "device delete with retained topics" device delete 5EC0000B SECRETDEV1
+CTX="clear_retained"
+CMD=$(rcli XREVRANGE "${P}commands" + - COUNT 1 | tr '\n' ' ')
+has "a clear_retained command" "$CMD" 'kind clear_retained topics ["\/sys\/5EC0000A\/5EC0000B\/SECRETDEV1\/downlink"]'
+eq "the record is gone" 0 "$(rcli EXISTS "${P}retained:5EC0000B:SECRETDEV1")"
+
 # ==================================================================================== summary
 echo "$PASS passed, $FAIL failed"
 (( FAIL == 0 ))

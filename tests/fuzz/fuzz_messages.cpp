@@ -24,11 +24,14 @@
 // Invariants: no crash; every message the gate sends is one JSON object without duplicate keys, valid UTF-8
 // when everything that went in was; a reply of the same HeaderCtrl (auth 1, firmware report 8) or of KRT CMD 20
 // echoes the request's MessageId / ID exactly; a message to a client goes to a topic that client's session may
-// read, and is about that session's own device; an encrypted device's Payload decrypts under its session key;
-// a DeviceSecret / DEVICE_SECRET is the stored secret of that device and is never sent to an auth type 2
-// device; no other field, no fan-out publish and no log line carries a secret (ProductKeys, ProductSecrets,
-// DeviceSecrets, session keys, passwords) unless the input itself did; the store result of a request answers it
-// exactly once; a result for a token not pending sends nothing; a token is never reused.
+// subscribe to, and is about that session's own device; an encrypted device's Payload decrypts under its session
+// key; a DeviceSecret / DEVICE_SECRET is the stored secret of that device and is never sent to an auth type 2
+// device, nor a session key to an AUTH session of one; a secret or session key is never sent while a message is
+// handled (only from the tick), and the exchanges' replies go at QoS 0, all else at QoS 1; the will of a
+// connection whose client id was taken over passes only where that connection itself may write; no other field,
+// no fan-out publish and no log line carries a secret (ProductKeys, ProductSecrets, DeviceSecrets, session keys,
+// passwords) unless the input itself did; the store result of a request answers it exactly once; a result for a
+// token not pending sends nothing; a token is never reused.
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
@@ -77,7 +80,7 @@ const std::vector<SessionSpec>& sessions() {
       /* 13 */ {"KP2.KD1", "KD1", kKP2KD1Secret},                     // KRT device
       /* 14 */ {"gw1", "gw1", kGw1Pass},                              // EMU wudun gateway
       /* 15 */ {"gw2", "gw2", kGw2Pass},                              // EMU tenant gateway
-      /* 16 */ {"app-1", "operator", kOpPass},                        // service account
+      /* 16 */ {"operator:1", "operator", kOpPass},                   // service account
       /* 17 */ {"V2_AA30C50E.ENCDEV0002_0_1", "7ED01E2A-AA30C50E-ENCDEV0002",
                 v2_password(kSecretLE2, kLE, "ENCDEV0002", kLEKey)},  // encrypted, session key valid
   };
@@ -189,13 +192,33 @@ struct Harness {
     handle_store.push_back(0);
     const void* h = &handle_store.back();
     ClientInfo c{s.cid, std::string_view(s.user), "192.0.2.7", h};
+    std::optional<Identity> held;  // the session this login may take the client id from
+    if (const Identity* id = g.gate.session(s.cid)) held = *id;
+    auto held_handle = handles.find(s.cid);
+    const void* old_handle = held_handle == handles.end() ? nullptr : held_handle->second;
+    std::string old_user = users[s.cid];
     bool ok = g.gate.authenticate(c, std::string_view(s.password));
     if (ok) {
       handles[s.cid] = h;
       users[s.cid] = s.user;
     }
     after_op();
+    if (ok && held && old_handle && held->kind != SessionKind::account) check_will_of_replaced(*held, old_handle, s.cid, old_user);
     return ok;
+  }
+
+  // The will of a connection whose client id was just taken over is checked with that connection: it may carry
+  // only what that connection itself may write, never what the new holder of the id may.
+  void check_will_of_replaced(const Identity& old_id, const void* old_handle, const std::string& cid,
+                              const std::string& old_user) {
+    for (const Route& r : kTable) {
+      std::string topic = topic_of(r);
+      bool passed = g.gate.on_publish(cid.c_str(), old_handle, old_user.c_str(), topic, "{}") == Verdict::pass;
+      FUZZ_CHECK("will-with-other-rights", !passed || device_session_allows(old_id, Access::write, topic),
+                 "the will of the replaced " + std::string(to_string(old_id.kind)) + " connection of '" + cid +
+                     "' passed on '" + topic + "'");
+    }
+    after_op();
   }
 
   // Topics are fixed at the start: a session that is gone or was taken over keeps sending on its own topics.
@@ -427,7 +450,23 @@ struct Harness {
                std::string("reply is not a JSON object (") + rapidjson::GetParseError_En(doc.GetParseError()) +
                    "): " + fuzz::printable(m.payload) + " on " + fuzz::printable(m.topic));
     if (inputs_utf8) FUZZ_CHECK("reply-not-utf8", fuzz::valid_utf8(m.payload), "reply is not UTF-8: " + fuzz::printable(m.payload));
-    FUZZ_CHECK("reply-qos", m.qos == 1, "reply with QoS " + std::to_string(m.qos));
+    // The credential exchanges' replies (auth 1, session key 3, KRT registration CMD 20) go at QoS 0, so that no
+    // durable session keeps one for a later holder of the client id; everything else at QoS 1.
+    bool exchange = false;
+    if (!doc.HasParseError() && doc.IsObject()) {
+      auto hc = doc.FindMember("HeaderCtrl");
+      auto cmd = doc.FindMember("CMD");
+      exchange = (hc != doc.MemberEnd() && hc->value.IsInt() && (hc->value.GetInt() == 1 || hc->value.GetInt() == 3)) ||
+                 (cmd != doc.MemberEnd() && cmd->value.IsInt() && cmd->value.GetInt() == 20);
+    }
+    FUZZ_CHECK("reply-qos", m.qos == (exchange ? 0 : 1), "reply with QoS " + std::to_string(m.qos) + ": " +
+                                                              fuzz::printable(m.payload));
+    // mosquitto routes a direct publish by client id only at its next loop iteration: one sent from a message
+    // callback reaches whichever connection takes the id over meanwhile. Secrets go out from the tick.
+    bool carries_key = fuzz::contains(m.payload, "\"DeviceSecret\"") || fuzz::contains(m.payload, "\"DEVICE_SECRET\"") ||
+                       fuzz::contains(m.payload, "\"SessionID\"");
+    FUZZ_CHECK("secret-sent-from-a-message-callback", !(carries_key && in_message),
+               "a secret or session key sent while handling a message: " + fuzz::printable(m.payload));
 
     // The device the reply is about, from its topic: /sys/O/P/E/... (lierda) or /sys/P/D/thing/... (krt).
     std::vector<std::string> levels;
@@ -449,12 +488,18 @@ struct Harness {
                      receiver->product + "/" + receiver->device + " (" + to_string(receiver->kind) +
                      "): " + fuzz::printable(m.payload));
     } else if (receiver) {
-      FUZZ_CHECK("reply-topic-not-readable", device_session_allows(*receiver, Access::read, m.topic),
+      // Direct publishes pass no ACL: the topic is one the session may subscribe to (an AUTH session reads nothing).
+      FUZZ_CHECK("reply-topic-not-its-own", device_session_allows(*receiver, Access::subscribe, m.topic),
                  "a reply on '" + m.topic + "' which client '" + m.client_id + "' (" + to_string(receiver->kind) +
-                     ") may not read");
+                     ") may not subscribe to");
     }
     const Product* p = g.gate.registry().product(tp);
     bool type2 = p && p->protocol == Protocol::lierda && p->auth_type == 2;
+    // Only the device itself (its V2 session, proven by its DeviceSecret) learns its session key: any ProductKey
+    // holder can open an AUTH session for any NodeEui of a type 2 product.
+    if (receiver && receiver->kind == SessionKind::lierda_auth)
+      FUZZ_CHECK("type2-session-key-to-auth-session", !(type2 && fuzz::contains(m.payload, "SessionID")),
+                 "an AUTH session of a type 2 product was sent a session key: " + fuzz::printable(m.payload));
     if (!doc.HasParseError() && doc.IsObject()) {
       scan(doc, "", m, tp, td, type2);
       // The echo of MessageId / ID: replies of the request's own HeaderCtrl (auth 1, firmware report 8) and of

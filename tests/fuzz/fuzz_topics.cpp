@@ -126,6 +126,9 @@ void check_session(const Identity& id, const std::vector<std::string>& topics, c
     if (id.kind == SessionKind::account)
       FUZZ_CHECK("account-device-rights", !r && !w && !s, who() + " has device rights on '" + fuzz::printable(t) + "'");
     FUZZ_CHECK("read-and-write", !(r && w), who() + " may both read and write '" + fuzz::printable(t) + "'");
+    // Any ProductKey holder may open an AUTH session for any NodeEui: it reads nothing (its replies are direct).
+    FUZZ_CHECK("auth-session-reads", !(r && id.kind == SessionKind::lierda_auth),
+               who() + " may read '" + fuzz::printable(t) + "'");
     FUZZ_CHECK("read-not-subscribable", !r || s, who() + " may read but not subscribe to '" + fuzz::printable(t) + "'");
     FUZZ_CHECK("read-outside-prefix", !r || fuzz::starts_with(t, id.prefix),
                who() + " may read '" + fuzz::printable(t) + "' outside its prefix");
@@ -152,8 +155,7 @@ void check_session(const Identity& id, const std::vector<std::string>& topics, c
         FUZZ_CHECK("subscribe-outside-prefix", fuzz::starts_with(t, id.prefix) || t == parent,
                    who() + " may subscribe to '" + fuzz::printable(f) + "', which matches '" + fuzz::printable(t) +
                        "' outside its prefix");
-        bool exact = id.kind == SessionKind::lierda_auth || id.kind == SessionKind::krt_register ||
-                     id.kind == SessionKind::emu_gateway;
+        bool exact = id.kind == SessionKind::krt_register || id.kind == SessionKind::emu_gateway;
         if (exact && !has_empty_level(t))
           FUZZ_CHECK("subscribed-not-readable", device_session_allows(id, Access::read, t),
                      who() + " may subscribe to '" + fuzz::printable(f) + "' but not read '" + fuzz::printable(t) + "'");

@@ -83,11 +83,12 @@ def login_seeds():
         "emu_wudun_sub": (SUB, "gw1", "gw1", "v1/wudun/PK1/gw1/ota/+/command", "gw1-pass-word"),
         "emu_tenant": (READ, "gw2", "gw2", "v1/user/T1/gw2/ota/emu_upgrade/command", "gw2-pass-word"),
         "emu_disabled_product": (WRITE, "gw3", "gw3", "v1/wudun/PK2/gw3/ota/emu_version/result", "gw1-pass-word"),
-        "account_read": (SUB, "app-1", "operator", "/sys/#", "op-pass-word"),
-        "account_user_rule": (WRITE, "app-1", "operator", "app/operator/x", "op-pass-word"),
-        "account_client_rule": (WRITE, "app-1", "operator", "cmd/app-1/y", "op-pass-word"),
-        "account_superuser": (WRITE, "adm", "admin", "$SYS/broker/x", "op-pass-word"),
-        "account_nopass": (READ, "np", "nopass", "a/b", "x"),
+        "account_read": (SUB, "operator:1", "operator", "/sys/#", "op-pass-word"),
+        "account_user_rule": (WRITE, "operator:1", "operator", "app/operator/x", "op-pass-word"),
+        "account_client_rule": (WRITE, "operator:1", "operator", "cmd/operator:1/y", "op-pass-word"),
+        "account_unbound_id": (WRITE, "backend-1", "operator", "cmd/backend-1/y", "op-pass-word"),
+        "account_superuser": (WRITE, "admin:1", "admin", "$SYS/broker/x", "op-pass-word"),
+        "account_nopass": (READ, "nopass", "nopass", "a/b", "x"),
     }
     for name, (flags, cid, user, topic, pw) in seeds.items():
         write("fuzz_login", name, bytes([flags]) + b(cid, user, topic, pw))
