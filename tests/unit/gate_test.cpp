@@ -460,6 +460,110 @@ TEST_F(GateTest, AccountsAndEmuGateways) {
   EXPECT_TRUE(login("operator", "operator", "s3cret-pass"));
 }
 
+// A takeover: mosquitto checks the old connection's will right after the new one logged in with the same client id.
+// The will carries only what the old connection may write, never what the new holder of the id may (issue 15).
+TEST_F(GateTest, WillOfAReplacedConnectionIsJudgedWithItsOwnRights) {
+  int device = 0, registrant = 0;
+  ASSERT_TRUE(login("KP1", "KD1", "devsecret1", &device));
+  ASSERT_TRUE(login("KP1", "NEW1", "prodsecret", &registrant));  // takes "KP1" over
+  auto will = [&](const char* user, const std::string& topic) {
+    return gate_.on_publish("KP1", &device, user, topic, R"({"CMD":20,"ID":"w"})");
+  };
+  size_t jobs = effects_.jobs.size();
+  EXPECT_EQ(will("KD1", "/sys/KP1/NEW1/thing/register/post"), Verdict::drop);  // the new holder's right
+  EXPECT_EQ(will("KD1", "/sys/KP1/KD1/thing/event/post"), Verdict::pass);      // its own
+  EXPECT_EQ(effects_.jobs.size(), jobs);  // judged, not answered
+  // Revoked meanwhile: refused.
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, "KP1:KD1", Fields{{"enabled", "0"}, {"secret", "devsecret1"}}});
+  EXPECT_EQ(will("KD1", "/sys/KP1/KD1/thing/event/post"), Verdict::drop);
+  // After the tick (a delayed will): by its names, never by the session now holding the id.
+  gate_.tick();
+  EXPECT_EQ(will("KD1", "/sys/KP1/NEW1/thing/register/post"), Verdict::drop);
+}
+
+// A secret answered from memory goes out from the tick, and only while the connection that asked still holds its
+// client id (mosquitto would route it to whoever holds the id at its next loop iteration).
+TEST_F(GateTest, SecretAnsweredFromMemoryReachesTheConnectionThatAskedOrNobody) {
+  std::string cid = std::string(kPid) + "-" + kEui, user = std::string("AUTH-") + kOpenid + "-" + kPid;
+  std::string req = R"({"MessageId":1,"HeaderCtrl":1,"Payload":{"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"20MQTTJ000121","Type":1},"Version":"2.0"})";
+  int asker = 0, thief = 0;
+  ASSERT_TRUE(login(cid, user, kKey, &asker));
+  publish(cid, "/sys/device/auth", req, &asker);
+  ASSERT_TRUE(login(cid, user, kKey, &thief));  // in the same loop iteration
+  gate_.tick();
+  EXPECT_TRUE(effects_.published.empty());
+  EXPECT_TRUE(logged("has left or is now another connection"));
+  publish(cid, "/sys/device/auth", req, &thief);
+  gate_.tick();
+  ASSERT_EQ(effects_.published.size(), 1u);
+  EXPECT_NE(effects_.published[0].payload.find(kSecret), std::string::npos);
+}
+
+// A type 1 password made for a timestamp ahead of the clock (within clock_skew) must not outlive its session.
+TEST_F(GateTest, Type1OfflineTimeIsAtLeastTheSessionsTimestamp) {
+  int64_t ahead = now_ + 30;
+  ASSERT_TRUE(login(v2_cid(1, ahead), v2_user(), v2_pw(ahead)));
+  now_ += 2;
+  gate_.on_disconnect(v2_cid(1, ahead), &handles_[v2_cid(1, ahead)]);
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, ahead);
+  EXPECT_FALSE(login(v2_cid(1, ahead), v2_user(), v2_pw(ahead)));  // replayed
+  EXPECT_TRUE(logged("is not after the device's last offline time"));
+  EXPECT_FALSE(login(std::string("V2_") + kPid + "." + kEui + "_1_0" + std::to_string(ahead + 1), v2_user(),
+                     v2_pw(ahead + 1)));  // the next second, spelled with a leading zero
+  EXPECT_TRUE(logged("malformed V2 client id"));
+}
+
+// Failures ban the (address, username) pair; the whole address only when they span several usernames.
+TEST_F(GateTest, FailuresBanTheUsernameFromTheAddressAndSprayingTheAddress) {
+  auto attempt = [&](const std::string& address, const std::string& eui, bool good) {
+    std::string cid = std::string("V2_") + kPid + "." + eui + "_0_1", user = std::string(kOpenid) + "-" + kPid + "-" + eui;
+    std::string pw = good ? *lierda_v2_password(kSecret, kPid, eui, kKey, std::nullopt) : "bad";
+    ClientInfo c{cid, std::string_view(user), address, &handles_[cid]};
+    return gate_.authenticate(c, std::string_view(pw));
+  };
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, std::string(kPid) + ":OTHERDEV1", Fields{{"secret", kSecret}}});
+  for (int i = 0; i < 30; ++i) EXPECT_FALSE(attempt("10.0.0.9", kEui, false));
+  EXPECT_TRUE(logged("banning address 10.0.0.9 for username"));
+  EXPECT_FALSE(attempt("10.0.0.9", kEui, true));
+  EXPECT_TRUE(logged("for this username"));
+  EXPECT_TRUE(attempt("10.0.0.9", "OTHERDEV1", true));  // a neighbour behind the same address
+  for (int i = 0; i < 30; ++i) attempt("10.0.0.7", "SPRAY" + std::to_string(i % 5), false);
+  EXPECT_TRUE(logged("banning address 10.0.0.7 for 300 s"));
+  EXPECT_FALSE(attempt("10.0.0.7", "OTHERDEV1", true));
+  now_ += 301;
+  EXPECT_TRUE(attempt("10.0.0.7", "OTHERDEV1", true));
+}
+
+// Retained publishes under a device's prefix are recorded for that device, by the device or by a back end.
+TEST_F(GateTest, RetainedPublishesAreRecordedForTheirDevice) {
+  ASSERT_TRUE(login(v2_cid(0, 1), v2_user(), v2_pw(std::nullopt)));
+  const std::string prefix = std::string("/sys/") + kOpenid + "/" + kPid + "/" + kEui + "/";
+  EXPECT_EQ(gate_.on_publish(v2_cid(0, 1).c_str(), &handles_[v2_cid(0, 1)], v2_user().c_str(), prefix + "uplink", "x",
+                             true),
+            Verdict::pass);
+  ASSERT_EQ(effects_.jobs.back().type, StoreJob::Type::retained);
+  EXPECT_EQ(effects_.jobs.back().device, kEui);
+  EXPECT_EQ(effects_.jobs.back().fields.at(prefix + "uplink"), "1");
+  gate_.on_update(EntityUpdate{EntityUpdate::Kind::account, "root", Fields{{"password_hash", kOpPassHash}, {"superuser", "1"}}});
+  ASSERT_TRUE(login("root", "root", "s3cret-pass"));
+  size_t jobs = effects_.jobs.size();
+  gate_.on_publish("root", &handles_["root"], "root", prefix + "downlink", "", true);  // clears it
+  ASSERT_EQ(effects_.jobs.size(), jobs + 1);
+  EXPECT_EQ(effects_.jobs.back().product, kPid);
+  EXPECT_EQ(effects_.jobs.back().fields.at(prefix + "downlink"), "0");
+  gate_.on_publish("root", &handles_["root"], "root", "/sys/KP1/KD1/thing/event/post", "x", true);
+  EXPECT_EQ(effects_.jobs.back().device, "KD1");
+  gate_.on_publish("root", &handles_["root"], "root", "v1/wudun/PK1/gw1/ota/emu_version/command", "x", true);
+  EXPECT_EQ(effects_.jobs.back().device, "gw1");
+  jobs = effects_.jobs.size();
+  gate_.on_publish("root", &handles_["root"], "root", "/sys/7ED01E2A/AA30C505/NOSUCHDEV/downlink", "x", true);
+  gate_.on_publish("root", &handles_["root"], "root", "v1/user/PK1/gw1/ota/emu_version/command", "x", true);
+  gate_.on_publish("root", &handles_["root"], "root", "elsewhere/x", "x", true);
+  EXPECT_EQ(effects_.jobs.size(), jobs);  // no device of that topic
+  gate_.on_command(Command{{{"kind", "clear_retained"}, {"topics", R"(["a/b","bad/#",7])"}}});
+  EXPECT_EQ(effects_.cleared, std::vector<std::string>{"a/b"});
+}
+
 // The session index keeps prefixes of up to 38 bytes in its summary and reads longer ones from the session. Either
 // way a device reaches its own topics and not those of a device whose prefix differs only in its last byte.
 TEST_F(GateTest, DeviceAclHoldsForPrefixesInsideAndBeyondTheIndexSummary) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "iotgate/config.h"
+#include "iotgate/ids.h"
 #include "iotgate/model.h"
 
 using namespace iotgate;
@@ -20,7 +21,8 @@ TEST(Config, ParsesEveryOption) {
                                           {"redis_password", "pw"}, {"key_prefix", "x:"}, {"clock_skew", "5"},
                                           {"log_level", "debug"}, {"session_key_ttl", "3600"},
                                           {"max_payload", "1024"}, {"redis_timeout_ms", "500"},
-                                          {"log_burst", "3"}, {"log_window", "2"}}));
+                                          {"log_burst", "3"}, {"log_window", "2"},
+                                          {"bind_account_client_ids", "false"}, {"auth_spray_usernames", "7"}}));
   EXPECT_EQ(c.redis_host, "10.0.0.5");
   EXPECT_EQ(c.redis_port, 6380);
   EXPECT_EQ(c.redis_db, 3);
@@ -33,6 +35,19 @@ TEST(Config, ParsesEveryOption) {
   EXPECT_EQ(c.redis_timeout_ms, 500);
   EXPECT_EQ(c.log_burst, 3);
   EXPECT_EQ(c.log_window, 2);
+  EXPECT_FALSE(c.bind_account_client_ids);
+  EXPECT_EQ(c.auth_spray_usernames, 7);
+  EXPECT_TRUE(std::get<Config>(parse_config({})).bind_account_client_ids);
+  EXPECT_TRUE(std::holds_alternative<std::string>(parse_config({{"bind_account_client_ids", "yes"}})));
+}
+
+// "01" and "1" must not name one number: two spellings of a type 1 timestamp were two client ids with one password.
+TEST(Ids, DecimalsInTheirCanonicalSpellingOnly) {
+  int64_t n = -1;
+  for (const char* good : {"0", "1", "1675404867", "-5", "9223372036854775807"}) EXPECT_TRUE(parse_decimal(good, n)) << good;
+  EXPECT_TRUE(parse_decimal("1675404867", n) && n == 1675404867);
+  for (const char* bad : {"", "01", "00", "-0", "-01", "+1", " 1", "1 ", "1a", "-", "9223372036854775808", "0x1"})
+    EXPECT_FALSE(parse_decimal(bad, n)) << bad;
 }
 
 TEST(Config, RefusesBadOptionsWithTheirName) {
