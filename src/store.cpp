@@ -185,12 +185,14 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
   }
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
   if (!r) fail("redis " + argv[0]);
-  // A Redis still loading its data set after a restart (LOADING), or stuck in a script (BUSY), refuses every
+  // A Redis still loading its data set after a restart (LOADING), stuck in a script (BUSY), or no longer the
+  // primary (READONLY: a failover demoted it; MASTERDOWN: a replica cut off from its primary) refuses every
   // command for a while: that is Redis being away, not a write refused, so the caller holds the write and
-  // retries, as after a lost connection.
+  // retries, as after a lost connection (dropping it would lose login/logout times, replay protection).
   if (r && r->type == REDIS_REPLY_ERROR) {
     std::string_view text(r->str, r->len);
-    if (text.substr(0, 8) == "LOADING " || text.substr(0, 5) == "BUSY ") {
+    if (text.substr(0, 8) == "LOADING " || text.substr(0, 5) == "BUSY " || text.substr(0, 9) == "READONLY " ||
+        text.substr(0, 11) == "MASTERDOWN ") {
       std::string what = "redis " + argv[0] + ": " + std::string(text.substr(0, text.find(' ')));
       freeReplyObject(r);
       fail(what);

@@ -177,6 +177,25 @@ TEST_F(RedisOutageTest, HeldWritesSurviveARedisStillLoadingItsData) {
   EXPECT_GE(std::stoll(offline), ts);
 }
 
+// A failover demotes the primary the plugin writes to: every write then gets READONLY. The writes must be held
+// (login/logout times are replay protection), not dropped as refused, and land once a primary takes them.
+TEST_F(RedisOutageTest, HeldWritesSurviveAPrimaryDemotedToAReplica) {
+  redis.cli({"REPLICAOF", "127.0.0.1", "1"});  // a replica of nobody: serves its data, refuses writes
+  int64_t ts = unix_now() - 1;
+  {
+    auto dev = connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts));
+    dev->disconnect();
+  }
+  EXPECT_TRUE(log_has("READONLY", std::chrono::seconds(5)));
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(redis.cli({"HGET", offline_key, kEui}), "");  // not written yet
+  connect_v2(v2_creds(kPid, kEui, kSecret, 1, ts), 135);  // and not replayable meanwhile
+  redis.cli({"REPLICAOF", "NO", "ONE"});  // promoted again
+  std::string offline = offline_time_reaching(ts);
+  ASSERT_FALSE(offline.empty()) << "held write dropped";
+  EXPECT_GE(std::stoll(offline), ts);
+}
+
 TEST_F(RedisOutageTest, BrokerRestartLosesNothing) {
   int64_t ts = unix_now() - 1;
   {

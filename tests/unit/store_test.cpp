@@ -14,11 +14,11 @@
 using namespace iotgate;
 
 namespace {
-// A stand-in for a Redis that has just restarted and is loading its AOF: it accepts connections and answers
-// every command with the LOADING error.
-class LoadingRedis {
+// A stand-in for a Redis that refuses every command with one error: one that has just restarted and is loading its
+// AOF (LOADING), or a demoted primary (READONLY).
+class RefusingRedis {
  public:
-  LoadingRedis() {
+  explicit RefusingRedis(std::string error = "LOADING Redis is loading the dataset in memory") {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -29,11 +29,11 @@ class LoadingRedis {
     socklen_t len = sizeof addr;
     getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] {
+    thread_ = std::thread([this, error] {
       int conn = accept(listener_, nullptr, nullptr);
       if (conn < 0) return;
       char buf[4096];
-      const std::string loading = "-LOADING Redis is loading the dataset in memory\r\n";
+      const std::string loading = "-" + error + "\r\n";
       while (read(conn, buf, sizeof buf) > 0) {
         ++commands_;
         if (write(conn, loading.data(), loading.size()) < 0) break;
@@ -41,7 +41,7 @@ class LoadingRedis {
       close(conn);
     });
   }
-  ~LoadingRedis() {
+  ~RefusingRedis() {
     shutdown(listener_, SHUT_RDWR);
     close(listener_);
     thread_.join();
@@ -60,7 +60,7 @@ class LoadingRedis {
 // Found by CI: a login time held while Redis was down was dropped as "refused" when the first attempt after the
 // restart met Redis still loading its data. It must count as Redis being away: not connected, write kept.
 TEST(RedisStore, LoadingRedisCountsAsUnavailableNotAsARefusedWrite) {
-  LoadingRedis redis;
+  RefusingRedis redis;
   Config config;
   config.redis_port = redis.port();
   config.redis_timeout_ms = 2000;
@@ -78,4 +78,28 @@ TEST(RedisStore, LoadingRedisCountsAsUnavailableNotAsARefusedWrite) {
   EXPECT_FALSE(store.connected());  // the writer then holds the write and retries after its backoff
   EXPECT_NE(store.last_error().find("LOADING"), std::string::npos) << store.last_error();
   EXPECT_EQ(redis.commands(), 1);
+}
+
+// A failover demotes the old primary: every write gets READONLY. That is Redis being away (the write is held and
+// retried), not a refusal that drops durable writes such as login/logout times.
+TEST(RedisStore, ADemotedPrimaryCountsAsUnavailableNotAsARefusedWrite) {
+  for (const char* error : {"READONLY You can't write against a read only replica.",
+                            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."}) {
+    RefusingRedis redis(error);
+    Config config;
+    config.redis_port = redis.port();
+    RedisStore store(config);
+    ASSERT_TRUE(store.connect());
+    StoreJob job;
+    job.type = StoreJob::Type::touch_device;
+    job.durable = true;
+    job.product = "P1";
+    job.device = "D1";
+    job.fields = {{"last_offline", "1700000000"}};
+    StoreResult result = store.touch_many({job});
+    EXPECT_FALSE(result.ok);
+    EXPECT_EQ(result.error, "unavailable");
+    EXPECT_FALSE(store.connected());
+    EXPECT_NE(store.last_error().find(std::string(error).substr(0, 8)), std::string::npos) << store.last_error();
+  }
 }
