@@ -14,12 +14,19 @@ local P = ARGV[1]
 -- ----------------------------------------------------------------------------------- errors
 local FAIL_MARK = '\1iotgate\1'
 
-local function fail(msg)
-  error(FAIL_MARK .. msg, 0)
+-- A refusal may carry a class, so that a caller can map it without reading the sentence (the HTTP API
+-- turns it into a status code). The error reply is then 'CLASS: message'; scripts/iotgate strips the
+-- class ('usage: ' makes it exit 2, the others 1). A refusal without a class is a bad request too.
+--   usage      a bad argument (HTTP 400)
+--   notfound   an unknown product, device or task (404)
+--   conflict   a uniqueness rule or the object's state forbids it (409)
+--   forbidden  this operator may not do it (403)
+local function fail(msg, class)
+  error(FAIL_MARK .. (class and (class .. ': ') or '') .. msg, 0)
 end
 
-local function check(cond, msg)
-  if not cond then fail(msg) end
+local function check(cond, msg, class)
+  if not cond then fail(msg, class) end
 end
 
 local function run(main)
@@ -129,7 +136,9 @@ local NULL = {}
 
 local function jstr(s)
   -- every '/' in cjson's output is an escaped one ('\/'), so this cannot touch an escaped '\'
-  return (cjson.encode(s):gsub('\\/', '/'))
+  local e = cjson.encode(s)
+  if not e:find('\\/', 1, true) then return e end  -- most strings: no pattern scan
+  return (e:gsub('\\/', '/'))
 end
 
 local function jval(v)
@@ -223,7 +232,7 @@ local function get_product(ref)
     local h = hgetall(k_product(up))
     if h.protocol == 'lierda' then return up, h end
   end
-  fail("unknown product '" .. ref .. "'")
+  fail("unknown product '" .. ref .. "'", 'notfound')
 end
 
 local PRODUCT_SECRETS = { product_key = true, product_secret = true }
@@ -242,7 +251,7 @@ end
 local function get_device(pid, ref)
   check(is_ref(ref), 'invalid device id: 1-64 of A-Z a-z 0-9 _ -')
   local key = k_device(pid, ref)
-  check(exists(key), "unknown device '" .. ref .. "' of product '" .. pid .. "'")
+  check(exists(key), "unknown device '" .. ref .. "' of product '" .. pid .. "'", 'notfound')
   return ref, hgetall(key)
 end
 
@@ -283,7 +292,7 @@ end
 -- ----------------------------------------------------------------------------------- OTA
 -- Upgrade tasks (seed 002): keys and helpers shared by the task_*, emu_* and ask-firmware scripts.
 -- A message that starts with 'usage: ' is a bad argument (the CLI exits 2 for it, 1 otherwise).
-local function bad_arg(msg) fail('usage: ' .. msg) end
+local function bad_arg(msg) fail(msg, 'usage') end
 
 local function k_ota(rest) return P .. 'ota:' .. rest end
 local function k_task(id) return k_ota('task:' .. id) end
@@ -453,8 +462,19 @@ end
 local function get_task(ref)
   check(is_task_id(ref), 'invalid task id: a positive integer')
   local h = hgetall(k_task(ref))
-  check(h.id ~= nil, "unknown task '" .. ref .. "'")
+  check(h.id ~= nil, "unknown task '" .. ref .. "'", 'notfound')
   return ref, h
+end
+
+-- field/value pairs ARGV[first..], each named in `fields` (`what` names them in the refusal) -> table
+local function arg_fields(first, fields, what)
+  check((#ARGV - first) % 2 == 1, 'field without a value')
+  local f = {}
+  for i = first, #ARGV, 2 do
+    if not fields[ARGV[i]] then bad_arg('unknown ' .. what .. ' ' .. ARGV[i]) end
+    f[ARGV[i]] = ARGV[i + 1]
+  end
+  return f
 end
 
 -- A task request: ARGV[2] the operator, ARGV[3] the task, ARGV[4..] field/value pairs named in `fields`
@@ -463,13 +483,15 @@ local function task_request(fields, what)
   local operator = ARGV[2]
   check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
   local id, h = get_task(ARGV[3])
-  check(#ARGV % 2 == 1, 'field without a value')
-  local f = {}
-  for i = 4, #ARGV, 2 do
-    if not fields[ARGV[i]] then bad_arg('unknown ' .. what .. ' ' .. ARGV[i]) end
-    f[ARGV[i]] = ARGV[i + 1]
-  end
-  return operator, id, h, f
+  return operator, id, h, arg_fields(4, fields, what)
+end
+
+-- When a request names a product besides the task (the HTTP API's do), the task must be one of its
+-- tasks; an empty `ref` names none.
+local function check_task_product(id, h, ref)
+  if ref == nil or ref == '' then return end
+  local pid = get_product(ref)
+  check(h.product_id == pid, "task '" .. id .. "' is not a task of product '" .. ref .. "'", 'notfound')
 end
 
 -- device ids in the task's scope: the listed devices that are still devices of the product
@@ -571,23 +593,46 @@ local function compare(a, b)
 end
 
 -- SQL-like match, ASCII case-insensitive: '%' matches any run of characters; a pattern without '%'
--- matches anywhere (a substring)
-local function like(value, pat)
-  value, pat = value:lower(), pat:lower()
-  if not pat:find('%', 1, true) then return value:find(pat, 1, true) ~= nil end
+-- matches anywhere (a substring). like_matcher(pat) parses the pattern once and returns a function of
+-- the value (for scans over many values).
+local function like_matcher(pat)
+  pat = pat:lower()
+  if not pat:find('%', 1, true) then
+    return function(value) return value:lower():find(pat, 1, true) ~= nil end
+  end
   local parts = {}
   for part in (pat .. '%'):gmatch('([^%%]*)%%') do parts[#parts + 1] = part end
   local first, last = parts[1], parts[#parts]
-  if value:sub(1, #first) ~= first then return false end
-  local pos = #first + 1
-  for i = 2, #parts - 1 do
-    if parts[i] ~= '' then
-      local _, e = value:find(parts[i], pos, true)
-      if not e then return false end
-      pos = e + 1
-    end
+  if #parts == 2 and last == '' then  -- 'prefix%', the common case: only the prefix is compared
+    return function(value) return value:sub(1, #first):lower() == first end
   end
-  return #value - #last + 1 >= pos and value:sub(#value - #last + 1) == last
+  return function(value)
+    value = value:lower()
+    if value:sub(1, #first) ~= first then return false end
+    local pos = #first + 1
+    for i = 2, #parts - 1 do
+      if parts[i] ~= '' then
+        local _, e = value:find(parts[i], pos, true)
+        if not e then return false end
+        pos = e + 1
+      end
+    end
+    return #value - #last + 1 >= pos and value:sub(#value - #last + 1) == last
+  end
+end
+
+local function like(value, pat) return like_matcher(pat)(value) end
+
+-- a sort key for compare_keys: numbers compare as numbers when both are decimal numbers (as compare)
+local function sort_key(s)
+  return { s = s, n = s:match('^%-?%d+%.?%d*$') and tonumber(s) or nil }
+end
+
+local function compare_keys(a, b)
+  if a.n and b.n then
+    if a.n < b.n then return -1 elseif a.n > b.n then return 1 else return 0 end
+  end
+  if a.s < b.s then return -1 elseif a.s > b.s then return 1 else return 0 end
 end
 
 -- decode a JSON object given by the operator (--query / --order); {} when empty
@@ -629,7 +674,7 @@ end
 local function get_emu_product(ns, pref)
   check(ns == 'wudun' or ns == 'user', 'invalid EMU namespace: wudun or user')
   check(is_ident(pref), 'invalid EMU ' .. (ns == 'wudun' and 'product key' or 'tenant') .. ': 1-64 of A-Z a-z 0-9 _ -')
-  check(exists(k_product(pref)), "unknown product '" .. pref .. "'")
+  check(exists(k_product(pref)), "unknown product '" .. pref .. "'", 'notfound')
   local product = hgetall(k_product(pref))
   check(product.protocol == 'emu', "product '" .. pref .. "' is a " .. tostring(product.protocol) .. ' product, not emu')
   if product.namespace ~= ns then

@@ -62,7 +62,7 @@ local function main()
     local list = split_ids(f.devices, 'device id')
     if #list == 0 then bad_arg('--devices: at least one device id') end
     for _, did in ipairs(list) do
-      check(redis.call('SISMEMBER', k_devices(pid), did) == 1, "unknown device '" .. did .. "' of product '" .. pid .. "'")
+      check(redis.call('SISMEMBER', k_devices(pid), did) == 1, "unknown device '" .. did .. "' of product '" .. pid .. "'", 'notfound')
     end
     h.scope_category, h.device_list = '1', jstr_array(list)
   else
@@ -85,7 +85,7 @@ local function main()
   local holder = redis.call('GET', ukey)
   if holder and exists(k_task(holder)) then
     fail('product ' .. pid .. ' already has task ' .. holder .. ' for type ' .. h.type .. ', identify ' ..
-      h.identify .. ' and from version ' .. h.from_version .. ' (type+identify+from_version is unique)')
+      h.identify .. ' and from version ' .. h.from_version .. ' (type+identify+from_version is unique)', 'conflict')
   end
 
   local sec, usec = clock()
@@ -100,6 +100,7 @@ local function main()
   hset(k_task(id), h)
   redis.call('SADD', k_ota('tasks'), id)
   redis.call('ZADD', k_ota('tasks:' .. pid), h.created_at, id)
+  redis.call('HSET', k_ota('task_names:' .. pid), id, h.name)
   redis.call('SET', ukey, id)
   oplog(id, operator, 'create', (h.tag_type == '1' and 'test' or 'production') .. ' task "' .. h.name .. '": ' ..
     h.type .. '/' .. h.identify .. ' ' .. h.from_version .. ' -> ' .. h.target_version .. ', status ' .. h.status, sec, usec)

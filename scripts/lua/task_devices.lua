@@ -9,7 +9,7 @@ local function main()
   local id, h = get_task(ARGV[3])
   local given = split_ids(ARGV[5], 'device id')
   if #given == 0 then bad_arg('--' .. mode .. ': at least one device id') end
-  check(h.tag_type == '1', 'task ' .. id .. ' is not a test task: only the devices of a test task can be changed')
+  check(h.tag_type == '1', 'task ' .. id .. ' is not a test task: only the devices of a test task can be changed', 'conflict')
   local cur = decode_list(h.device_list)
   local listed = {}
   for _, d in ipairs(cur) do listed[d] = true end
@@ -27,7 +27,7 @@ local function main()
   else
     for _, d in ipairs(given) do
       check(redis.call('SISMEMBER', k_devices(h.product_id), d) == 1,
-        "unknown device '" .. d .. "' of product '" .. h.product_id .. "'")
+        "unknown device '" .. d .. "' of product '" .. h.product_id .. "'", 'notfound')
     end
     if mode == 'add' then
       for _, d in ipairs(cur) do list[#list + 1] = d end

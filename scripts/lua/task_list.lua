@@ -5,6 +5,8 @@
 --   order: {"FIELD": "asc"|"desc", ...}, by the fields in the order written; then by id.
 -- Default order: creation order. list returns a JSON array (the page); query returns
 -- {"count": N, "list": [...]}, count being the number of matches before paging. Read only.
+-- Cost: without filters only the page is read; a name condition or order reads the product's name index
+-- (P ota:task_names:PID); other fields are read task by task. Whole tasks are read for the page only.
 local ORDER_FIELDS = {
   id = 'id', _id = 'id', name = 'name', description = 'description', status = 'status', type = 'type',
   identify = 'identify', from_version = 'from_version', target_version = 'target_version',
@@ -35,46 +37,141 @@ local function main()
       if op ~= '$eq' and op ~= '$like' then bad_arg('--query: operator ' .. tostring(op) .. ' not supported here ($eq, $like)') end
       local s = scalar(v)
       if not s then bad_arg('--query: ' .. field .. ' ' .. op .. ' needs a string or a number') end
-      conds[#conds + 1] = { field = f, op = op, value = s }
+      conds[#conds + 1] = { field = f, op = op, value = s, match = op == '$like' and like_matcher(s) or nil }
     end
   end
   local order = order_arg(ARGV[9], ORDER_FIELDS)
 
-  local tasks = {}
-  for _, id in ipairs(redis.call('ZRANGE', k_ota('tasks:' .. pid), 0, -1)) do
-    local h = hgetall(k_task(id))
-    local keep = h.id ~= nil and (not ttype or h.type == ttype) and (tag == '' or h.tag_type == tag)
-    for _, c in ipairs(conds) do
-      if not keep then break end
-      local v = h[c.field] or ''
-      if c.op == '$eq' then keep = v == c.value else keep = like(v, c.value) end
+  local index = k_ota('tasks:' .. pid)
+  local names = k_ota('task_names:' .. pid)
+  local tasks
+
+  -- creation order: by created_at (the index's score), equal times by id as a number (the index sorts
+  -- them as strings); sorts the runs of equal times in `list` (entries with .created_at and .n)
+  local function fix_ties(list)
+    local i = 1
+    while i <= #list do
+      local j = i
+      while j < #list and list[j + 1].created_at == list[i].created_at do j = j + 1 end
+      if j > i then
+        local run = {}
+        for k = i, j do run[#run + 1] = list[k] end
+        table.sort(run, function(a, b) return a.n < b.n end)
+        for k = i, j do list[k] = run[k - i + 1] end
+      end
+      i = j + 1
     end
-    if keep then tasks[#tasks + 1] = h end
   end
 
-  table.sort(tasks, function(a, b)
-    for _, o in ipairs(order) do
-      local f = ORDER_FIELDS[o.field]
-      local c = compare(a[f] or '', b[f] or '')
-      if c ~= 0 then
-        if o.desc then return c > 0 end
-        return c < 0
+  local fields, seen = {}, { id = true, created_at = true }
+  if ttype then fields[#fields + 1] = 'type' end
+  if tag ~= '' then fields[#fields + 1] = 'tag_type' end
+  for _, c in ipairs(conds) do
+    if not seen[c.field] then seen[c.field] = true fields[#fields + 1] = c.field end
+  end
+  for _, o in ipairs(order) do
+    local f = ORDER_FIELDS[o.field]
+    if not seen[f] then seen[f] = true fields[#fields + 1] = f end
+  end
+
+  if #fields == 0 and #conds == 0 and #order == 0 then
+    -- no filter: only the page is read from the index, widened to whole runs of equal times
+    local total = redis.call('ZCARD', index)
+    local page = {}
+    if offset < total then
+      local first = redis.call('ZRANGE', index, offset, offset + limit - 1, 'WITHSCORES')
+      local lo, hi = first[2], first[#first]
+      local before = redis.call('ZCOUNT', index, '-inf', '(' .. lo)
+      local block = redis.call('ZRANGEBYSCORE', index, lo, hi, 'WITHSCORES')
+      local list = {}
+      for i = 1, #block, 2 do list[#list + 1] = { id = block[i], n = tonumber(block[i]), created_at = block[i + 1] } end
+      fix_ties(list)
+      for i = offset - before + 1, math.min(#list, offset - before + limit) do page[#page + 1] = list[i] end
+    end
+    tasks = { count = total }
+    for i, t in ipairs(page) do tasks[offset + i] = t end
+  else
+    -- The fields the filters, conditions and order need, for every task of the product. When that is
+    -- the name alone, the product's name index has it (one HGETALL, no table per task); creation times
+    -- are then read for the matches only.
+    local total = redis.call('ZCARD', index)
+    local by_name = #fields == 1 and fields[1] == 'name' and redis.call('HLEN', names) == total
+    tasks = {}
+    if by_name then
+      local flat = redis.call('HGETALL', names)
+      for i = 1, #flat, 2 do
+        local id, name = flat[i], flat[i + 1]
+        local keep = true
+        for _, c in ipairs(conds) do
+          local v = c.field == 'id' and id or name
+          if c.op == '$eq' then keep = v == c.value else keep = c.match(v) end
+          if not keep then break end
+        end
+        if keep then tasks[#tasks + 1] = { id = id, n = tonumber(id), name = name } end
       end
+      local need_time = #order == 0
+      for _, o in ipairs(order) do need_time = need_time or ORDER_FIELDS[o.field] == 'created_at' end
+      if need_time then
+        for _, t in ipairs(tasks) do
+          t.created_at = redis.call('ZSCORE', index, t.id)
+          t.t = tonumber(t.created_at)
+        end
+      end
+      if #order == 0 then
+        table.sort(tasks, function(a, b)
+          if a.t ~= b.t then return a.t < b.t end
+          return a.n < b.n
+        end)
+      end
+    else
+      local rows = redis.call('ZRANGE', index, 0, -1, 'WITHSCORES')
+      for i = 1, #rows, 2 do
+        local t = { id = rows[i], n = tonumber(rows[i]), created_at = rows[i + 1] }
+        if #fields > 0 then
+          local v = redis.call('HMGET', k_task(t.id), unpack(fields))
+          for j, f in ipairs(fields) do t[f] = v[j] or nil end
+        end
+        local keep = (not ttype or t.type == ttype) and (tag == '' or t.tag_type == tag)
+        for _, c in ipairs(conds) do
+          if not keep then break end
+          local v = t[c.field] or ''
+          if c.op == '$eq' then keep = v == c.value else keep = c.match(v) end
+        end
+        if keep then tasks[#tasks + 1] = t end
+      end
+      if #order == 0 then fix_ties(tasks) end
     end
-    if #order == 0 then
-      local c = compare(a.created_at or '', b.created_at or '')
-      if c ~= 0 then return c < 0 end
+    if #order > 0 then
+      for _, t in ipairs(tasks) do
+        t.keys = {}
+        for k, o in ipairs(order) do t.keys[k] = sort_key(t[ORDER_FIELDS[o.field]] or '') end
+      end
+      -- compare_keys inlined: the comparator runs some 10 times per task
+      local nkeys, desc = #order, {}
+      for k, o in ipairs(order) do desc[k] = o.desc end
+      table.sort(tasks, function(a, b)
+        local ak, bk = a.keys, b.keys
+        for k = 1, nkeys do
+          local x, y = ak[k], bk[k]
+          if x.n and y.n then
+            if x.n ~= y.n then return (x.n < y.n) ~= desc[k] end
+          elseif x.s ~= y.s then
+            return (x.s < y.s) ~= desc[k]
+          end
+        end
+        return a.n < b.n
+      end)
     end
-    return tonumber(a.id) < tonumber(b.id)
-  end)
+    tasks.count = #tasks
+  end
 
   local items = {}
-  for i = offset + 1, math.min(#tasks, offset + limit) do
-    local h = tasks[i]
-    items[#items + 1] = task_json(h, { surplus_count = task_surplus(h.id, h) })
+  for i = offset + 1, math.min(tasks.count, offset + limit) do
+    local h = tasks[i] and hgetall(k_task(tasks[i].id)) or {}
+    if h.id then items[#items + 1] = task_json(h, { surplus_count = task_surplus(h.id, h) }) end
   end
   if mode == 'list' then return jarr(items) end
-  return jobj({ count = #tasks, list = { raw = jarr(items) } }, { 'count', 'list' })
+  return jobj({ count = tasks.count, list = { raw = jarr(items) } }, { 'count', 'list' })
 end
 
 return run(main)

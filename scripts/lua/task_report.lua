@@ -1,19 +1,57 @@
 -- task report (seed 002 op 6): a device's upgrade result, entered by hand. ARGV[2] operator,
 -- ARGV[3] task id, then field/value pairs: device, last_version, current_version, result (0 success,
 -- 1 failure), and optionally type, identify (must match the task), mod, desc, start_date, end_date.
+-- An empty task id (the seed's report names none) means the task of the device's product (field
+-- product_id, else the one product that has the device) whose type + identify + from version are the
+-- report's type (default wifi), identify and last_version: that combination is unique per product.
 -- The device must be in the task's scope and must not have succeeded already. Success needs
 -- current_version = the task's target version. Writes the device's progress entry (state succeeded or
 -- failed), its version for the task's module; on success adds 1 to upgrade_count and appends an OTA
 -- log with status 2. Returns {"task":..,"device":..,"progress":{..},"upgrade_count":N}.
 local FIELDS = { device = true, last_version = true, current_version = true, result = true, type = true,
-  identify = true, mod = true, desc = true, start_date = true, end_date = true }
+  identify = true, mod = true, desc = true, start_date = true, end_date = true, product_id = true }
 
 local function is_date(s)
   return is_str(s) and s:match('^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*Z$') ~= nil
 end
 
+-- the task a report without a task id is about (see above); returns id, hash
+local function find_task(f)
+  local did = f.device or ''
+  check(is_ref(did), 'invalid device id: 1-64 of A-Z a-z 0-9 _ -')
+  local pid
+  if (f.product_id or '') ~= '' then
+    pid = get_product(f.product_id)
+  else
+    for _, p in ipairs(sorted_members(k_products())) do
+      if redis.call('SISMEMBER', k_devices(p), did) == 1 then
+        check(pid == nil, "device id '" .. did .. "' is used by several products: name the product", 'usage')
+        pid = p
+      end
+    end
+    check(pid ~= nil, "unknown device '" .. did .. "'", 'notfound')
+  end
+  local ttype = task_type_arg((f.type or '') == '' and 'wifi' or f.type)
+  if not ttype then bad_arg('invalid --type: wifi, mcu or sub-device (or 1, 2, 3)') end
+  local identify = identify_arg(ttype, f.identify)
+  if not is_version(f.last_version) then bad_arg('invalid --last-version: 1-64 printable ASCII characters, no spaces') end
+  local id = redis.call('GET', k_unique(pid, ttype, identify, f.last_version))
+  check(id and exists(k_task(id)), 'no task of product ' .. pid .. ' upgrades ' .. ttype .. '/' .. identify ..
+    ' from version ' .. f.last_version, 'notfound')
+  return get_task(id)
+end
+
 local function main()
-  local operator, id, h, f = task_request(FIELDS, 'report field')
+  local operator, id, h, f
+  if (ARGV[3] or '') == '' then
+    operator = ARGV[2]
+    check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
+    f = arg_fields(4, FIELDS, 'report field')
+    id, h = find_task(f)
+  else
+    operator, id, h, f = task_request(FIELDS, 'report field')
+    check_task_product(id, h, f.product_id)
+  end
   if not is_version(f.last_version) then bad_arg('invalid --last-version: 1-64 printable ASCII characters, no spaces') end
   if not is_version(f.current_version) then bad_arg('invalid --current-version: 1-64 printable ASCII characters, no spaces') end
   if f.result ~= '0' and f.result ~= '1' then bad_arg('invalid --result: 0 (success) or 1 (failure)') end
@@ -40,7 +78,7 @@ local function main()
   for _, d in ipairs(task_scope(h)) do
     if d == did then in_scope = true break end
   end
-  check(in_scope, "device '" .. did .. "' is not in the scope of task " .. id)
+  check(in_scope, "device '" .. did .. "' is not in the scope of task " .. id, 'conflict')
   local pkey = k_ota('progress:' .. id)
   local prev = {}
   local old = redis.call('HGET', pkey, did)
@@ -48,7 +86,7 @@ local function main()
     local ok, v = pcall(cjson.decode, old)
     if ok and type(v) == 'table' then prev = v end
   end
-  check(prev.state ~= 'succeeded', "device '" .. did .. "' already succeeded in task " .. id)
+  check(prev.state ~= 'succeeded', "device '" .. did .. "' already succeeded in task " .. id, 'conflict')
   local success = f.result == '0'
   if success then
     check(f.current_version == h.target_version, 'result 0 (success) but --current-version ' .. f.current_version ..

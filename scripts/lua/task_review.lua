@@ -7,10 +7,10 @@ local function main()
   check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
   if verdict ~= 'approve' and verdict ~= 'reject' then bad_arg('give --approve or --reject') end
   local id, h = get_task(ARGV[3])
-  check(h.tag_type == '0', 'task ' .. id .. ' is a test task: only production tasks are reviewed')
-  check(h.status == '3', 'task ' .. id .. ' is not in review (status ' .. tostring(h.status) .. ')')
+  check(h.tag_type == '0', 'task ' .. id .. ' is a test task: only production tasks are reviewed', 'conflict')
+  check(h.status == '3', 'task ' .. id .. ' is not in review (status ' .. tostring(h.status) .. ')', 'conflict')
   check(operator == h.audit_member_id, "only the reviewer named by submit ('" .. tostring(h.audit_member_id) ..
-    "') may review task " .. id .. ", not '" .. operator .. "'")
+    "') may review task " .. id .. ", not '" .. operator .. "'", 'forbidden')
   local sec, usec = clock()
   local set = { audit_member_id = '' }
   if verdict == 'approve' then

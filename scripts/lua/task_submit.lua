@@ -6,8 +6,8 @@ local function main()
   check(is_member(operator), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
   local id, h = get_task(ARGV[3])
   if not is_member(reviewer) then bad_arg('invalid --reviewer: 1-64 of A-Z a-z 0-9 _ - . @') end
-  check(h.tag_type == '0', 'task ' .. id .. ' is a test task: only production tasks are reviewed (task to-production)')
-  check(h.status == '2', 'task ' .. id .. ' is not waiting (status ' .. tostring(h.status) .. '): only a waiting task (status 2) can be submitted')
+  check(h.tag_type == '0', 'task ' .. id .. ' is a test task: only production tasks are reviewed (task to-production)', 'conflict')
+  check(h.status == '2', 'task ' .. id .. ' is not waiting (status ' .. tostring(h.status) .. '): only a waiting task (status 2) can be submitted', 'conflict')
   local sec, usec = clock()
   redis.call('HSET', k_task(id), 'status', '3', 'audit_member_id', reviewer)
   h.status, h.audit_member_id = '3', reviewer

@@ -26,7 +26,7 @@ local function main()
     if #list == 0 then bad_arg('--devices: at least one device id') end
     for _, did in ipairs(list) do
       check(redis.call('SISMEMBER', k_devices(h.product_id), did) == 1,
-        "unknown device '" .. did .. "' of product '" .. h.product_id .. "'")
+        "unknown device '" .. did .. "' of product '" .. h.product_id .. "'", 'notfound')
     end
     set.scope_category, set.device_list = '1', jstr_array(list)
   elseif cat == '1' then
@@ -34,11 +34,12 @@ local function main()
   elseif cat == '0' then
     set.scope_category, set.device_list = '0', '[]'
   end
-  check(h.tag_type == '1', 'task ' .. id .. ' is not a test task (already production)')
+  check(h.tag_type == '1', 'task ' .. id .. ' is not a test task (already production)', 'conflict')
 
   set.tag_type, set.status, set.approved, set.audit_member_id = '0', '2', '0', ''
   local sec, usec = clock()
   hset(k_task(id), set)
+  if set.name then redis.call('HSET', k_ota('task_names:' .. h.product_id), id, set.name) end
   for k, v in pairs(set) do h[k] = v end
   local what = {}
   if set.name then what[#what + 1] = 'name' end

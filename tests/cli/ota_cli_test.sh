@@ -959,7 +959,7 @@ like "product delete announces the task's removal" "kind task id $DEL_TASK" "$(r
 CTX=keys
 eq "no key outside the prefixes" "" "$(rcli --scan | grep -v -e "^$P" -e '^lq:' || true)"
 eq "OTA keys of the default prefix" "" "$(rcli --scan --pattern "${P}ota:*" | sed "s/^${P}ota://" |
-  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|pushed:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
+  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task_names:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|pushed:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
 
 # ==================================================================================== summary
 echo "$PASS passed, $FAIL failed"
