@@ -9,11 +9,6 @@
 namespace iotgate::test {
 namespace {
 
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
 
 std::string auth_request(const std::string& pid, const std::string& eui, int type, const std::string& version = "2.0",
                          const std::string& message_id = "1231") {

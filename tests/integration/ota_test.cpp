@@ -9,11 +9,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
 const std::string kMd5 = "0123456789abcdef0123456789abcdef";
 
 class OtaFlowTest : public StackTest {

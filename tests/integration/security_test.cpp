@@ -17,11 +17,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-rapidjson::Document parse(const std::string& s) {
-  rapidjson::Document d;
-  d.Parse(s.c_str());
-  return d;
-}
 
 std::string auth_request(const std::string& pid, const std::string& eui, int type) {
   return R"({"MessageId":9,"HeaderCtrl":1,"Payload":{"OpenID":")" + kOpenid + R"(","ProductID":")" + pid +

@@ -2,6 +2,7 @@
 // drive the admin CLI and compute device credentials.
 #pragma once
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 #include <memory>
 #include <thread>
@@ -17,6 +18,13 @@ inline const std::string kPid = "AA30C505";
 inline const std::string kEui = "20MQTTJ000121";
 inline const std::string kKey = "DB6FACEF35BEBA0517712F0E4BE32936";
 inline const std::string kSecret = "326086233FAB8A96566796551EB1DFF8";
+
+// A message's payload as a JSON document (HasParseError() when it is none).
+inline rapidjson::Document parse(const std::string& s) {
+  rapidjson::Document d;
+  d.Parse(s.c_str());
+  return d;
+}
 
 inline int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -55,6 +55,17 @@ class RefusingRedis {
   std::atomic<int> commands_{0};
   std::thread thread_;
 };
+
+// A durable write the writer holds while Redis is away: a device's logout time.
+StoreJob held_logout_time() {
+  StoreJob job;
+  job.type = StoreJob::Type::touch_device;
+  job.durable = true;
+  job.product = "P1";
+  job.device = "D1";
+  job.fields = {{"last_offline", "1700000000"}};
+  return job;
+}
 }  // namespace
 
 // Found by CI: a login time held while Redis was down was dropped as "refused" when the first attempt after the
@@ -66,13 +77,7 @@ TEST(RedisStore, LoadingRedisCountsAsUnavailableNotAsARefusedWrite) {
   config.redis_timeout_ms = 2000;
   RedisStore store(config);
   ASSERT_TRUE(store.connect());
-  StoreJob job;
-  job.type = StoreJob::Type::touch_device;
-  job.durable = true;
-  job.product = "P1";
-  job.device = "D1";
-  job.fields = {{"last_offline", "1700000000"}};
-  StoreResult result = store.touch_many({job});
+  StoreResult result = store.touch_many({held_logout_time()});
   EXPECT_FALSE(result.ok);
   EXPECT_EQ(result.error, "unavailable");
   EXPECT_FALSE(store.connected());  // the writer then holds the write and retries after its backoff
@@ -90,13 +95,7 @@ TEST(RedisStore, ADemotedPrimaryCountsAsUnavailableNotAsARefusedWrite) {
     config.redis_port = redis.port();
     RedisStore store(config);
     ASSERT_TRUE(store.connect());
-    StoreJob job;
-    job.type = StoreJob::Type::touch_device;
-    job.durable = true;
-    job.product = "P1";
-    job.device = "D1";
-    job.fields = {{"last_offline", "1700000000"}};
-    StoreResult result = store.touch_many({job});
+    StoreResult result = store.touch_many({held_logout_time()});
     EXPECT_FALSE(result.ok);
     EXPECT_EQ(result.error, "unavailable");
     EXPECT_FALSE(store.connected());
