@@ -48,6 +48,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/lierda/lierda.h"
 #include "iotgate/json.h"
 
 namespace {

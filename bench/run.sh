@@ -11,7 +11,8 @@
 # Environment: IOTGATE_BUILD_DIR (build directory), IOTGATE_BENCH_NICE (niceness of the brokers, redis-server
 # and the load generator; default -10 when root, so other work on the machine disturbs the numbers less; 0 to
 # leave it), IOTGATE_BENCH_RESULTS (where results go; default bench/results), IOTGATE_BENCH_QUIET_WAIT (seconds
-# to wait for other processes to go quiet before measuring; default 300, 0 with --quick).
+# to wait for other processes to go quiet before measuring; default 300, 0 with --quick), IOTGATE_BENCH_SCENARIOS
+# (which scenarios to run, in their fixed order; default all: "connect nowrites publish lierda hold stall ota micro").
 set -euo pipefail
 export LC_ALL=C
 
@@ -20,11 +21,12 @@ BUILD="${IOTGATE_BUILD_DIR:-$root/build-bench}"
 RESULTS_DIR="${IOTGATE_BENCH_RESULTS:-$root/bench/results}"
 QUICK=0
 KEEP_TEMP=0
+SCENARIOS="${IOTGATE_BENCH_SCENARIOS:-connect nowrites publish lierda hold stall ota micro}"
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --keep-temp) KEEP_TEMP=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$arg' (--quick, --keep-temp)" >&2; exit 2 ;;
   esac
 done
@@ -584,28 +586,45 @@ wait_quiet() {
   done
 }
 
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 wait_quiet
 started=$(date +%s)
-log "connect storms: $CONNECT_REPS x $PASS logins per pass and broker"
-scenario_connect
-log "diagnostic: warm passes on iotgate with redis-server stopped (no login/logout writes sent)"
-scenario_connect_nowrites
-log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
-# With three controls: mosquitto with a plugin that registers the same callbacks and does nothing
-# (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table, or
-# that has one of its own (as iotgate's threads had before its store process).
-PUB_BROKERS="plain iotgate noop noopthread noopown" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
-scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
-log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
-scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda
-log "idle sessions: $HOLD"
-scenario_hold
-log "redis stalled for $STALL_FOR s"
-scenario_stall
-log "OTA: $OTA_DEVICES devices, firmware reports at $OTA_RATE/s for $OTA_SECS s, then saturated for $OTA_SECS s"
-scenario_ota   # last: it restarts the brokers with set_tcp_nodelay true
-log "the core's two calls per delivered message in a warm loop (iotgate_gate_micro)"
-nice -n "$NICE" "$BUILD/iotgate_gate_micro" | record || die "iotgate_gate_micro failed"
+if wants connect; then
+  log "connect storms: $CONNECT_REPS x $PASS logins per pass and broker"
+  scenario_connect
+fi
+if wants nowrites; then
+  log "diagnostic: warm passes on iotgate with redis-server stopped (no login/logout writes sent)"
+  scenario_connect_nowrites
+fi
+if wants publish; then
+  log "publish throughput: $PUB_DEVICES devices, $PUB_SECS s, QoS 0 and 1"
+  # With three controls: mosquitto with a plugin that registers the same callbacks and does nothing
+  # (bench/noop_plugin.cpp), and the same plugin with an idle thread that shares the broker's descriptor table, or
+  # that has one of its own (as iotgate's threads had before its store process).
+  PUB_BROKERS="plain iotgate noop noopthread noopown" scenario_publish publish-qos0 0 "$PUB_REPS" --duration "$PUB_SECS"
+  scenario_publish publish-qos1 1 "$PUB_REPS" --duration "$PUB_SECS"
+fi
+if wants lierda; then
+  log "publish with Lierda uplink frames (iotgate answers each with an uplink_ack)"
+  scenario_publish publish-lierda 0 "$LIERDA_REPS" --duration "$PUB_SECS" --payload-kind lierda
+fi
+if wants hold; then
+  log "idle sessions: $HOLD"
+  scenario_hold
+fi
+if wants stall; then
+  log "redis stalled for $STALL_FOR s"
+  scenario_stall
+fi
+if wants ota; then
+  log "OTA: $OTA_DEVICES devices, firmware reports at $OTA_RATE/s for $OTA_SECS s, then saturated for $OTA_SECS s"
+  scenario_ota   # last: it restarts the brokers with set_tcp_nodelay true
+fi
+if wants micro; then
+  log "the core's two calls per delivered message in a warm loop (iotgate_gate_micro)"
+  nice -n "$NICE" "$BUILD/iotgate_gate_micro" | record || die "iotgate_gate_micro failed"
+fi
 
 "$LOADGEN" report --results "$RESULTS" > "${RESULTS%.jsonl}.md"
 echo

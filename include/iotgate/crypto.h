@@ -1,4 +1,4 @@
-// Cryptographic primitives the protocols need, over OpenSSL 3.
+// Cryptographic primitives the protocols need, over OpenSSL 3 (each protocol's own constructions are in its module).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -17,18 +17,6 @@ std::optional<Bytes> from_hex(std::string_view hex);
 // AES-128-ECB with PKCS#7 padding; key is exactly 16 bytes.
 Bytes aes128_ecb_encrypt(const Bytes& key, std::string_view plaintext);
 std::optional<std::string> aes128_ecb_decrypt(const Bytes& key, const Bytes& ciphertext);
-
-// Lierda V2 connect password (protocol.md 1.2): upper-case hex of AES-128-ECB under the DeviceSecret
-// of "${ProductID}.${NodeEui}_${ProductKey}" (type 0) or "..._${timestamp}" (type 1).
-// Returns nullopt when device_secret_hex is not 32 hex digits.
-std::optional<std::string> lierda_v2_password(std::string_view device_secret_hex, std::string_view product_id,
-                                              std::string_view node_eui, std::string_view product_key,
-                                              std::optional<int64_t> timestamp);
-
-// Lierda SessionKey (PROTOCOL-NOTES decision 1): AES-128-ECB under ProductKey of the UTF-8 string
-// SessionID followed by the nonce in lower-case hex; the first 16 bytes of the output, as 32 hex digits.
-std::optional<std::string> lierda_session_key(std::string_view product_key_hex, std::string_view session_id,
-                                              uint32_t nonce);
 
 // Bytes from the OpenSSL CSPRNG; throws std::runtime_error if it fails.
 Bytes random_bytes(size_t n);

@@ -19,6 +19,12 @@ enum class SessionKind : uint8_t {
   account,       // service account
 };
 const char* to_string(SessionKind kind);
+// The protocol module a session kind belongs to (nullopt: a service account).
+std::optional<Protocol> protocol_of(SessionKind kind);
+// Sessions that are a registered device (their login and logout times are kept).
+inline bool has_device(SessionKind k) {
+  return k == SessionKind::lierda_v2 || k == SessionKind::krt_device || k == SessionKind::emu_gateway;
+}
 
 struct Identity {
   SessionKind kind = SessionKind::account;
@@ -32,34 +38,16 @@ struct Identity {
 
 enum class Access { read, write, subscribe, unsubscribe };
 
-// Which way a topic under a session's prefix flows. `suffix` is the topic after the prefix.
+// Which way a topic under a session's prefix flows (each protocol classifies its own suffixes).
 enum class Flow { none, device_to_platform, platform_to_device };
-Flow classify_lierda_suffix(std::string_view suffix);  // after "/sys/${OpenID}/${ProductID}/${NodeEui}/"
-Flow classify_krt_suffix(std::string_view suffix);     // after "/sys/${ProductID}/${DeviceID}/thing/"
-Flow classify_emu_suffix(std::string_view suffix);     // after "v1/wudun|user/${X}/${DEVICE}/"
 
-std::string lierda_prefix(std::string_view openid, std::string_view product, std::string_view node_eui);
-std::string krt_prefix(std::string_view product, std::string_view device);
-std::string emu_prefix(std::string_view emu_namespace, std::string_view product, std::string_view device);
-inline constexpr std::string_view kLierdaAuthTopic = "/sys/device/auth";
-inline constexpr std::string_view kKrtRegisterPost = "register/post";
-inline constexpr std::string_view kKrtRegisterSet = "register/set";
-
-// The ACL of device sessions (every kind but `account`), from the session's kind and topic prefix. When it allows
-// a topic under the prefix, `*suffix` (if given) is set to the rest of the topic.
+// The ACL of device sessions (every kind but `account`), from the session's kind and topic prefix: dispatched to
+// the session's protocol module. When it allows a topic under the prefix, `*suffix` (if given) is set to the rest
+// of the topic.
 bool device_session_allows(SessionKind kind, std::string_view prefix, Access access, TopicText topic,
                            std::string_view* suffix = nullptr);
 inline bool device_session_allows(const Identity& id, Access access, TopicText topic) {
   return device_session_allows(id.kind, id.prefix, access, topic);
 }
-// A read rule of `account` of the shape "X/#" (no %u / %c): its stem X, whose subtree the account may read; the
-// first such rule, if any. The index keeps it so that most read checks of an account are answered there.
-std::optional<std::string_view> read_subtree_stem(const Account& account);
-// True when `topic` lies in the subtree of `stem`: it is `stem`, or starts with `stem` + '/' (what "stem/#" matches).
-bool in_subtree(std::string_view stem, TopicText topic);
-// The ACL of a service account: superuser, or its rules with %u / %c substituted.
-// `client_id` and `username` (may be null) are NUL-terminated, read only for a rule with %u / %c.
-bool account_allows(const Account& account, const char* client_id, const char* username, Access access,
-                    TopicText topic);
 
 }  // namespace iotgate

@@ -57,7 +57,7 @@ struct AccountRule {
   bool write = false;
   std::string filter;  // may contain %u and %c
   bool substitutes = false;  // the filter has a '%': the ACL check then needs the client's names
-  // How a topic is matched against the filter (set by parse_account_rule): the common shapes by comparing a
+  // How a topic is matched against the filter (set by parse_account_rule, accounts/accounts.h): the common shapes by comparing a
   // prefix, the others level by level (topic_matches).
   enum class Shape : uint8_t {
     levels,    // '+' in it, or substitutes
@@ -66,8 +66,6 @@ struct AccountRule {
     all,       // "#": every topic but those starting with '$'
   } shape = Shape::levels;
 };
-// Parses "read FILTER", "write FILTER" or "readwrite FILTER"; nullopt when malformed.
-std::optional<AccountRule> parse_account_rule(std::string_view text);
 
 struct Account {
   std::string name;

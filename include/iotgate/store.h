@@ -13,7 +13,7 @@
 
 #include "iotgate/config.h"
 #include "iotgate/model.h"
-#include "iotgate/ota.h"
+#include "iotgate/ota/router.h"
 
 namespace iotgate {
 

@@ -17,6 +17,17 @@ bool topic_matches(std::string_view filter, std::string_view topic);
 // True when every topic matched by `filter` is also matched by `pattern` (both valid filters).
 bool filter_within(std::string_view pattern, std::string_view filter);
 
+// Helpers of the protocols' topic rules (their suffixes after a session's prefix).
+// One topic level: non-empty, no wildcard, no separator, no NUL.
+bool is_topic_level(std::string_view s);
+// Every level of `s` is one (non-empty and free of wildcards).
+bool all_topic_levels(std::string_view s);
+// `s` is head + one level + tail ("model/event/{id}/report"; tail may be empty).
+bool one_level_between(std::string_view s, std::string_view head, std::string_view tail);
+inline bool ends_with(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
 // A topic as the ACL reads it: either a string_view, or the broker's NUL-terminated topic whose length is not
 // measured until something needs it. Most checks decide on a prefix, so a message's topic is compared only as far
 // as that prefix reaches (the broker passes C strings; measuring each one cost a libc call per check).

@@ -46,7 +46,7 @@ using namespace iotgate;
 
 namespace {
 
-// How the OTA handlers parse devices' JSON (src/ota.cpp): trailing commas, NaN and Infinity.
+// How the OTA handlers parse devices' JSON (src/lierda/ota.cpp, src/krt/krt.cpp, src/emu/emu.cpp): trailing commas, NaN and Infinity.
 constexpr unsigned kLenient = rapidjson::kParseTrailingCommasFlag | rapidjson::kParseNanAndInfFlag;
 
 struct SessionSpec {

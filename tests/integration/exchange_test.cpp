@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/lierda/lierda.h"
 #include "iotgate/ids.h"
 #include "stack.h"
 

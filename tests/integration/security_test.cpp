@@ -9,6 +9,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/lierda/lierda.h"
 #include "stack.h"
 
 namespace iotgate::test {

@@ -9,6 +9,7 @@
 
 #include "harness.h"
 #include "iotgate/crypto.h"
+#include "iotgate/lierda/lierda.h"
 
 namespace iotgate::test {
 

@@ -1,7 +1,11 @@
 // The ACL matrix of each session kind.
 #include <gtest/gtest.h>
 
+#include "iotgate/accounts/accounts.h"
+#include "iotgate/emu/emu.h"
 #include "iotgate/identity.h"
+#include "iotgate/krt/krt.h"
+#include "iotgate/lierda/lierda.h"
 
 using namespace iotgate;
 

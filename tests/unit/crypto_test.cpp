@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/lierda/lierda.h"
 
 using namespace iotgate;
 

@@ -2,7 +2,7 @@
 
 #include <rapidjson/document.h>
 
-#include "iotgate/lierda.h"
+#include "iotgate/lierda/lierda.h"
 
 using namespace iotgate;
 

@@ -5,8 +5,11 @@
 
 #include <rapidjson/document.h>
 
+#include "iotgate/emu/emu.h"
 #include "iotgate/gate.h"
-#include "iotgate/ota.h"
+#include "iotgate/krt/krt.h"
+#include "iotgate/lierda/lierda.h"
+#include "iotgate/ota/router.h"
 
 using namespace iotgate;
 
@@ -54,10 +57,10 @@ class OtaTest : public ::testing::Test {
   bool report(const std::string& version, int64_t session_ms, const std::string& module = "") {
     std::string payload = R"({"MessageId":"m1","HeaderCtrl":8,"Payload":{"HardVer":"h1","SoftVer":")" + version + "\"" +
                           (module.empty() ? "" : R"(,"Module":")" + module + "\"") + R"(,"Type":2},"Version":"2.0"})";
-    return ota_.on_lierda("c1", id_, product_, device_, "firmware_report", payload, session_ms);
+    return lierda_.ota_message("c1", id_, product_, device_, "firmware_report", payload, session_ms);
   }
   bool ack(const std::string& down_id) {
-    return ota_.on_lierda("c1", id_, product_, device_, "ota_notify_ack",
+    return lierda_.ota_message("c1", id_, product_, device_, "ota_notify_ack",
                           R"({"MessageId":2,"HeaderCtrl":9,"Payload":{"DownID":")" + down_id + R"("},"Version":"2.0"})",
                           1);
   }
@@ -74,6 +77,15 @@ class OtaTest : public ::testing::Test {
   Log log_;
   FakeEffects fx_;
   OtaRouter ota_;
+  // The protocol modules whose OTA wire formats drive the router.
+  Config config_;
+  Registry registry_;
+  PendingReplies replies_;
+  VerifiedPasswords passwords_;
+  GateContext context_{config_, log_, fx_, [this] { return now_; }, registry_, ota_, replies_, passwords_};
+  LierdaModule lierda_{context_};
+  KrtModule krt_{context_};
+  EmuModule emu_{context_};
   Product product_;
   Device device_;
   Identity id_;
@@ -96,7 +108,7 @@ TEST_F(OtaTest, ReportIsAckedAndVersionStored) {
 TEST_F(OtaTest, RepeatedReportsOfOneConnectionAreStoredOnce) {
   std::string last_stored;
   auto send = [&](const std::string& version) {
-    return ota_.on_lierda("c1", id_, product_, device_, "firmware_report",
+    return lierda_.ota_message("c1", id_, product_, device_, "firmware_report",
                           R"({"MessageId":1,"HeaderCtrl":8,"Payload":{"SoftVer":")" + version + R"("},"Version":"2.0"})",
                           1, &last_stored);
   };
@@ -229,7 +241,7 @@ TEST_F(OtaTest, MalformedReportsChangeNothing) {
   for (const char* bad : {"nope", "[]", R"({"HeaderCtrl":9,"Payload":{"SoftVer":"1.0"}})", R"({"HeaderCtrl":8})",
                           R"({"MessageId":NaN,"HeaderCtrl":8,"Payload":{"SoftVer":"v1.0"},"Version":"2.0"})",
                           R"({"HeaderCtrl":8,"Payload":{"SoftVer":{"x":1}}})", R"({"HeaderCtrl":8,"Payload":"zz"})"})
-    EXPECT_FALSE(ota_.on_lierda("c1", id_, product_, device_, "firmware_report", bad, 1)) << bad;
+    EXPECT_FALSE(lierda_.ota_message("c1", id_, product_, device_, "firmware_report", bad, 1)) << bad;
   for (const auto& j : fx_.jobs) EXPECT_NE(j.type, StoreJob::Type::ota_progress);
   EXPECT_TRUE(notifies().empty());
   for (const auto& sent : fx_.sent) {  // only the 4001 ack of the malformed SoftVer, as valid JSON
@@ -239,7 +251,7 @@ TEST_F(OtaTest, MalformedReportsChangeNothing) {
     EXPECT_NE(sent.payload.find("4001"), std::string::npos) << sent.payload;
   }
   // Trailing commas (as in the seeds' samples) are accepted.
-  EXPECT_TRUE(ota_.on_lierda("c1", id_, product_, device_, "firmware_report",
+  EXPECT_TRUE(lierda_.ota_message("c1", id_, product_, device_, "firmware_report",
                              R"({"MessageId":1,"HeaderCtrl":8,"Payload":{"SoftVer":"1.0",},"Version":"2.0",})", 1));
   EXPECT_EQ(notifies().size(), 1u);
 }
@@ -250,7 +262,7 @@ TEST_F(OtaTest, EncryptedProductsDecryptReportsAndEncryptReplies) {
   ota_.on_task("T1", task_fields());
   Bytes key = *from_hex(device_.session_key);
   std::string body = to_hex_upper(aes128_ecb_encrypt(key, R"({"SoftVer":"1.0","Type":2})"));
-  ASSERT_TRUE(ota_.on_lierda("c1", id_, product_, device_, "firmware_report",
+  ASSERT_TRUE(lierda_.ota_message("c1", id_, product_, device_, "firmware_report",
                              R"({"MessageId":1,"HeaderCtrl":8,"Payload":")" + body + R"(","Version":"2.0"})", 1));
   auto n = notifies();
   ASSERT_EQ(n.size(), 1u);
@@ -269,7 +281,7 @@ TEST_F(OtaTest, KrtFlow) {
   k.device = "KD1";
   k.prefix = krt_prefix("AA30C505", "KD1");
   ota_.on_task("T1", task_fields());
-  ASSERT_TRUE(ota_.on_krt("kc", k, R"({"CMD":10,"ID":"1","HW_VERSION":"1.0.0","FW_VERSION":"1.0",})", 1));
+  ASSERT_TRUE(krt_.ota_message("kc", k, R"({"CMD":10,"ID":"1","HW_VERSION":"1.0.0","FW_VERSION":"1.0",})", 1));
   ASSERT_EQ(fx_.sent.size(), 1u);
   EXPECT_EQ(fx_.sent[0].topic, "/sys/AA30C505/KD1/thing/ota/set");
   rapidjson::Document d;
@@ -278,12 +290,12 @@ TEST_F(OtaTest, KrtFlow) {
   EXPECT_STREQ(d["FW_VERSION"].GetString(), "2.0");
   EXPECT_STREQ(d["URL"].GetString(), "http://x/fw.bin");
   std::string down = d["ID"].GetString();
-  ASSERT_TRUE(ota_.on_krt("kc", k, R"({"CMD":11,"ID":")" + down + R"(","BACK":"OK"})", 1));
+  ASSERT_TRUE(krt_.ota_message("kc", k, R"({"CMD":11,"ID":")" + down + R"(","BACK":"OK"})", 1));
   EXPECT_EQ(ota_.progress("T1", "KD1")->state, OtaState::acked);
-  ASSERT_TRUE(ota_.on_krt("kc", k, R"({"CMD":10,"ID":"2","FW_VERSION":"2.0"})", wall_ms()));
+  ASSERT_TRUE(krt_.ota_message("kc", k, R"({"CMD":10,"ID":"2","FW_VERSION":"2.0"})", wall_ms()));
   EXPECT_EQ(ota_.progress("T1", "KD1")->state, OtaState::succeeded);
-  EXPECT_FALSE(ota_.on_krt("kc", k, R"({"CMD":12})", 1));
-  EXPECT_FALSE(ota_.on_krt("kc", k, R"({"CMD":11,"ID":"x","BACK":"NO"})", 1));
+  EXPECT_FALSE(krt_.ota_message("kc", k, R"({"CMD":12})", 1));
+  EXPECT_FALSE(krt_.ota_message("kc", k, R"({"CMD":11,"ID":"x","BACK":"NO"})", 1));
 }
 
 TEST_F(OtaTest, EmuResultsAreValidatedAndStored) {
@@ -297,15 +309,15 @@ TEST_F(OtaTest, EmuResultsAreValidatedAndStored) {
     "emu_upgrade_status":5,"emu_upgrade_content":100,"emu_product_sn":"emu-v1.0.0"},{"device_id":4,"status":2,
     "emu_upgrade_success":null,"emu_upgrade_device":null,"emu_upgrade_status":null,"emu_upgrade_content":null,
     "emu_product_sn":""},]})";
-  ASSERT_TRUE(ota_.on_emu("gw1", e, "emu_version", version));
+  ASSERT_TRUE(emu_.ota_result("gw1", e, "emu_version", version));
   ASSERT_EQ(fx_.jobs.size(), 1u);
   EXPECT_EQ(fx_.jobs[0].type, StoreJob::Type::emu_result);
   EXPECT_NE(fx_.jobs[0].fields.at("2").find(R"("emu_upgrade_status":5)"), std::string::npos);
   EXPECT_NE(fx_.jobs[0].fields.at("4").find(R"("emu_upgrade_success":null)"), std::string::npos);
-  EXPECT_TRUE(ota_.on_emu("gw1", e, "emu_upgrade", R"({"sub_device_id":2,"data":{"device_id":2,"download_status":1,},})"));
-  EXPECT_FALSE(ota_.on_emu("gw1", e, "emu_upgrade", R"({"data":{"device_id":2,"download_status":7}})"));
-  EXPECT_FALSE(ota_.on_emu("gw1", e, "emu_version", R"({"data":[{"device_id":"x"}]})"));
-  EXPECT_FALSE(ota_.on_emu("gw1", e, "emu_version", R"({"data":[{"device_id":1,"status":"high"}]})"));
-  EXPECT_FALSE(ota_.on_emu("gw1", e, "emu_other", R"({"data":{"device_id":1}})"));
+  EXPECT_TRUE(emu_.ota_result("gw1", e, "emu_upgrade", R"({"sub_device_id":2,"data":{"device_id":2,"download_status":1,},})"));
+  EXPECT_FALSE(emu_.ota_result("gw1", e, "emu_upgrade", R"({"data":{"device_id":2,"download_status":7}})"));
+  EXPECT_FALSE(emu_.ota_result("gw1", e, "emu_version", R"({"data":[{"device_id":"x"}]})"));
+  EXPECT_FALSE(emu_.ota_result("gw1", e, "emu_version", R"({"data":[{"device_id":1,"status":"high"}]})"));
+  EXPECT_FALSE(emu_.ota_result("gw1", e, "emu_other", R"({"data":{"device_id":1}})"));
   EXPECT_EQ(fx_.jobs.size(), 2u);
 }

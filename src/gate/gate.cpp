@@ -1,0 +1,625 @@
+#include "iotgate/gate.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+#include "iotgate/crypto.h"
+#include "iotgate/json.h"
+#include "iotgate/topic.h"
+
+namespace iotgate {
+namespace {
+
+std::string sha256(std::string_view a, std::string_view b) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, a.data(), a.size());
+  EVP_DigestUpdate(ctx, "\0", 1);
+  EVP_DigestUpdate(ctx, b.data(), b.size());
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+}  // namespace
+
+// --- what the modules share --------------------------------------------------------------------------------
+
+bool VerifiedPasswords::verify(const std::string& name, const Pbkdf2Hash& hash, std::string_view password) {
+  std::string material(hash.hash.begin(), hash.hash.end());
+  std::string digest = sha256(material, password);
+  auto it = verified_.find(name);
+  if (it != verified_.end() && constant_time_equal(it->second, digest)) return true;
+  if (!verify_pbkdf2(hash, password)) return false;
+  verified_[name] = std::move(digest);
+  return true;
+}
+
+void GateContext::touch(const std::string& product, const std::string& device, Fields fields) const {
+  StoreJob job;
+  job.type = StoreJob::Type::touch_device;
+  job.durable = true;
+  job.product = product;
+  job.device = device;
+  job.fields = std::move(fields);
+  effects.submit(std::move(job));
+}
+
+Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
+    : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)),
+      ota_(config_, log_, effects_, clock_), bans_(config_),
+      context_{config_, log_, effects_, clock_, registry_, ota_, replies_, passwords_},
+      lierda_(context_), krt_(context_), emu_(context_), accounts_(context_) {}
+
+ProtocolModule& Gate::module_of(Protocol protocol) const {
+  switch (protocol) {
+    case Protocol::lierda: return *modules_[0];
+    case Protocol::krt: return *modules_[1];
+    case Protocol::emu: return *modules_[2];
+  }
+  return *modules_[0];
+}
+
+ProtocolModule* Gate::module_of(SessionKind kind) const {
+  std::optional<Protocol> protocol = protocol_of(kind);
+  return protocol ? &module_of(*protocol) : nullptr;
+}
+
+const Identity* Gate::session(const std::string& client_id) const {
+  const Session* s = sessions_.find(client_id);
+  return s ? &s->identity : nullptr;
+}
+
+void Gate::refuse_log(const ClientInfo& client, const Refusal& r) {
+  std::string line = "iotgate: login refused: client '" + std::string(client.client_id) + "'";
+  if (client.username) line += " user '" + std::string(*client.username) + "'";
+  if (!client.address.empty()) line += " from " + std::string(client.address);
+  line += ": " + r.reason;
+  log_.limited(LogLevel::notice, r.reason_key, line);
+}
+
+// --- logins ------------------------------------------------------------------------------------------------
+
+// `password` null: resolve the identity from the names alone (ACL checks of wills and retained messages of
+// clients that are gone); otherwise every secret must match.
+Resolution Gate::resolve(const ClientInfo& client, PasswordArg password) {
+  if (!client.username) return {std::nullopt, {"no-username", "no username"}};
+  for (LoginResolver* resolver : resolvers_)
+    if (auto r = resolver->resolve(client.client_id, *client.username, password)) return std::move(*r);
+  return {std::nullopt, {"unknown-login", "unknown user"}};
+}
+
+bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view> password) {
+  if (!loaded_) {
+    refuse_log(client, {"not-loaded", "device data not loaded from Redis yet"});
+    return false;
+  }
+  int64_t now = clock_();
+  std::string address(client.address);
+  const bool counted = !address.empty() && config_.auth_fail_limit > 0;
+  std::string username(client.username ? *client.username : client.client_id);
+  if (counted) {
+    if (auto ban = bans_.ban_of(address, username, now)) {
+      refuse_log(client, {"address-banned", "address banned until " + std::to_string(ban->first) +
+                                                (ban->second == LoginBans::Ban::username ? " for this username" : "") +
+                                                " after repeated failed logins"});
+      return false;
+    }
+  }
+  std::optional<std::string_view> pw = password;
+  Resolution r = resolve(client, &pw);
+  if (!r.identity) {
+    refuse_log(client, r.refusal);
+    LoginBans::Ban ban = counted ? bans_.count_failure(address, username, now) : LoginBans::Ban::none;
+    if (ban == LoginBans::Ban::username)
+      log_.warning("iotgate: banning address " + address + " for username '" + username + "' for " +
+                   std::to_string(config_.auth_ban_seconds) + " s after " + std::to_string(config_.auth_fail_limit) +
+                   " failed logins within " + std::to_string(config_.auth_fail_window) + " s");
+    else if (ban == LoginBans::Ban::address)
+      log_.warning("iotgate: banning address " + address + " for " + std::to_string(config_.auth_ban_seconds) +
+                   " s after " + std::to_string(config_.auth_fail_limit) + " failed logins under " +
+                   std::to_string(config_.auth_spray_usernames) + " or more usernames within " +
+                   std::to_string(config_.auth_fail_window) + " s");
+    return false;
+  }
+  after_login(client, *r.identity, r.device);
+  return true;
+}
+
+void Gate::after_login(const ClientInfo& client, const Identity& id, Device* device) {
+  std::string cid(client.client_id);
+  // mosquitto logs every accepted connection itself; this adds who it is, for debugging.
+  if (log_.enabled(LogLevel::debug))
+    log_.debug("iotgate: login accepted: client '" + cid + "' as " + to_string(id.kind) +
+               (id.kind == SessionKind::account ? " " + id.account : " " + id.product + "/" + id.device));
+  Device* d = device ? device : has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
+  // First: a rekey below belongs to this connection. The broker's id buffer, not `cid`, confirms later lookups.
+  const Account* account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
+  // A takeover: the connection that held the id keeps its own rights for its will (see departed_).
+  if (const Session* held = sessions_.find(client.client_id); held && held->handle != client.handle)
+    departed_.insert_or_assign(held->handle, held->identity);
+  departed_.erase(client.handle);  // the broker may give a new connection a departed one's address
+  sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, account, entries_epoch_, {}});
+  if (!d) return;
+  int64_t now = clock_();
+  d->last_online = std::max(d->last_online, now);
+  Fields f{{"last_online", std::to_string(d->last_online)}};  // the maximum: Redis takes it as it comes
+  if (ProtocolModule* module = module_of(id.kind)) module->on_login(cid, client.handle, id, *d, f);
+  context_.touch(id.product, id.device, std::move(f));
+}
+
+// --- ACL ---------------------------------------------------------------------------------------------------
+
+bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
+                     TopicText topic) {
+  return allows(sessions_.find(handle, client_id), handle, client_id, username, access, topic);
+}
+
+bool Gate::allows(const Sessions::Found& found, const void* handle, const char* client_id, const char* username,
+                  Access access, TopicText topic) {
+  if (!found.session) return unlisted_allows(handle, client_id, username, access, topic);
+  const SessionKind kind = found.summary ? found.summary->kind : found.session->identity.kind;
+  if (kind != SessionKind::account) {
+    SessionView v = view_of(found);
+    return device_allows(v.kind, v.prefix, client_id, access, topic);
+  }
+  // Most reads of an account are answered by its summary, without reading the session (see SessionSummary).
+  if (access == Access::read && found.summary && summary_reads(*found.summary, topic)) return true;
+  refresh_entries(*found.session);
+  return account_session_allows(found.session->account, client_id, username, access, topic);
+}
+
+bool Gate::unlisted_allows(const void* handle, const char* client_id, const char* username, Access access,
+                           TopicText topic) {
+  auto departed = handle ? departed_.find(handle) : departed_.end();
+  if (departed == departed_.end()) return names_allow(client_id, username, access, topic);
+  // The will of a connection that just left: its own rights, unless they were revoked (a kicked device's will).
+  const Identity& id = departed->second;
+  if (auto why = session_invalid_reason(id)) {
+    if (access != Access::read) log_acl_denial(client_id, access, topic.view(), why->c_str());
+    return false;
+  }
+  return identity_allows(id, client_id, username, access, topic);
+}
+
+// A delayed will, or the retained-source check of a client that is gone: judge by the names. Kept apart
+// from check_acl, whose every-message path then carries no Identity of its own.
+bool Gate::names_allow(const char* client_id, const char* username, Access access, TopicText topic) {
+  ClientInfo c{client_id, username ? std::optional<std::string_view>(username) : std::nullopt, {}, nullptr};
+  Resolution r = resolve(c, nullptr);
+  if (r.identity) return identity_allows(*r.identity, client_id, username, access, topic);
+  if (access != Access::read) log_acl_denial(client_id, access, topic.view(), "no session");
+  return false;
+}
+
+bool Gate::identity_allows(const Identity& id, const char* client_id, const char* username, Access access,
+                           TopicText topic) {
+  if (id.kind != SessionKind::account) return device_allows(id.kind, id.prefix, client_id, access, topic);
+  return account_session_allows(registry_.account(id.account), client_id, username, access, topic);
+}
+
+bool Gate::account_session_allows(const Account* account, const char* client_id, const char* username,
+                                  Access access, TopicText topic) {
+  bool allowed = account && account_allows(*account, client_id, username, access, topic);
+  if (!allowed && access != Access::read)
+    log_acl_denial(client_id, access, topic.view(), to_string(SessionKind::account));
+  return allowed;
+}
+
+// Device sessions need neither the client id nor the username (reading them would cost cache misses on every
+// message) unless the answer is a refusal to log.
+bool Gate::device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
+                         TopicText topic, std::string_view* suffix) {
+  bool allowed = device_session_allows(kind, prefix, access, topic, suffix);
+  if (!allowed && access != Access::read) log_acl_denial(client_id, access, topic.view(), to_string(kind));
+  return allowed;
+}
+
+Gate::SessionSummary::SessionSummary(const Session& s) : kind(s.identity.kind) {
+  std::string_view text = s.identity.prefix;
+  if (kind == SessionKind::account) {
+    prefix_size = kLongPrefix;
+    if (!s.account) return;
+    if (s.account->superuser) {
+      prefix_size = kAnyTopic;
+      return;
+    }
+    std::optional<std::string_view> stem = read_subtree_stem(*s.account);
+    if (!stem) return;
+    text = *stem;
+  }
+  if (text.size() > sizeof(prefix)) {
+    prefix_size = kLongPrefix;
+    return;
+  }
+  prefix_size = static_cast<uint8_t>(text.size());
+  text.copy(prefix, text.size());
+}
+
+Gate::SessionView Gate::view_of(const Sessions::Found& found) {
+  const SessionSummary* s = found.summary;
+  if (s && s->kind != SessionKind::account && s->prefix_size != SessionSummary::kLongPrefix)
+    return {s->kind, std::string_view(s->prefix, s->prefix_size)};
+  return {found.session->identity.kind, found.session->identity.prefix};
+}
+
+bool Gate::summary_reads(const SessionSummary& s, TopicText topic) {
+  if (s.prefix_size == SessionSummary::kAnyTopic) return true;
+  return s.prefix_size != SessionSummary::kLongPrefix && in_subtree(std::string_view(s.prefix, s.prefix_size), topic);
+}
+
+// Account sessions' summaries copy a rule of their account (see SessionSummary): after any change of the accounts,
+// each is made again from the account as it is now.
+void Gate::refresh_account_summaries() {
+  sessions_.update_indexed([this](Session& s) {
+    if (s.identity.kind != SessionKind::account) return false;
+    refresh_entries(s);
+    return true;
+  });
+}
+
+void Gate::log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who) {
+  log_.limited(LogLevel::notice, "acl-deny",
+               std::string("iotgate: denied ") + (access == Access::write ? "publish to '" : "subscribe to '") +
+                   std::string(topic) + "' for client '" + std::string(client_id) + "' (" + who + ")");
+}
+
+// --- messages ----------------------------------------------------------------------------------------------
+
+// In mosquitto 2.0.11 the MESSAGE event of a PUBLISH directly follows its WRITE check, with the same topic and
+// payload: answering the platform's topics here instead spares every message a second trip through the plugin
+// interface and a second session lookup. The other WRITE checks are not a client's PUBLISH and must not be
+// answered: a will (checked after its sender's DISCONNECT, or with the replaced connection of a takeover) and the
+// retained-source check (a stand-in client). None of them comes from an indexed connection, so only a session found
+// through the index (`found.summary`) is answered.
+Verdict Gate::on_publish(const char* client_id, const void* handle, const char* username, TopicText topic,
+                         std::string_view payload, bool retain) {
+  Sessions::Found found = sessions_.find(handle, client_id);
+  if (found.summary && found.summary->kind != SessionKind::account) {
+    const SessionView view = view_of(found);
+    std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
+    if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
+    if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
+    return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
+  }
+  // Accounts, and the write checks that are no client's PUBLISH (see above): judged, never answered.
+  if (!allows(found, handle, client_id, username, Access::write, topic)) return Verdict::drop;
+  if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
+  return Verdict::pass;
+}
+
+void Gate::note_retained(const Sessions::Found& found, std::string_view topic, bool cleared) {
+  std::optional<std::pair<std::string, std::string>> device;
+  if (found.session && has_device(found.session->identity.kind))
+    device.emplace(found.session->identity.product, found.session->identity.device);
+  else
+    device = device_of_topic(topic);
+  if (!device) return;
+  StoreJob job;
+  job.type = StoreJob::Type::retained;
+  job.durable = true;
+  job.product = std::move(device->first);
+  job.device = std::move(device->second);
+  job.fields = {{std::string(topic), cleared ? "0" : "1"}};
+  effects_.submit(std::move(job));
+}
+
+std::optional<std::pair<std::string, std::string>> Gate::device_of_topic(std::string_view topic) const {
+  // The levels of the topic that have more below them (a device's topics lie below its prefix).
+  std::vector<std::string_view> levels;
+  for (size_t start = 0; levels.size() < 5;) {
+    size_t slash = topic.find('/', start);
+    if (slash == std::string_view::npos) break;
+    levels.push_back(topic.substr(start, slash - start));
+    start = slash + 1;
+  }
+  for (const ProtocolModule* module : modules_)
+    if (auto device = module->device_of_topic(levels)) return device;
+  return std::nullopt;
+}
+
+Verdict Gate::answer_platform(const Sessions::Found& found, SessionKind kind, const char* client_id,
+                              const void* handle, TopicText topic, std::string_view suffix, std::string_view payload) {
+  ProtocolModule* module = module_of(kind);
+  const Handling handling = module ? module->handling(kind, suffix) : Handling::deliver;
+  if (handling == Handling::deliver) return Verdict::pass;
+  if (handling == Handling::handle) return run_handler(*module, *found.session, client_id, handle, topic, suffix, payload);
+  // Acknowledging leaves the session table alone: no copy of the identity on that per-message path.
+  Session& session = *found.session;
+  std::pair<Gate*, Session*> lookup{this, &session};
+  module->acknowledge(DevicePublish{client_id, handle, session.identity, session.started_ms, nullptr, topic, suffix,
+                                    payload, &Gate::device_of_session, &lookup});
+  return Verdict::pass;
+}
+
+Device* Gate::device_of_session(void* gate_and_session) {
+  auto* lookup = static_cast<std::pair<Gate*, Session*>*>(gate_and_session);
+  return lookup->first->device_of(*lookup->second);
+}
+
+Verdict Gate::run_handler(ProtocolModule& module, Session& session, const char* client_id, const void* handle,
+                          TopicText topic, std::string_view suffix, std::string_view payload) {
+  if (payload.size() > config_.max_payload) {
+    log_.limited(LogLevel::notice, "oversized",
+                 "iotgate: dropped " + std::to_string(payload.size()) + "-byte message on '" +
+                     std::string(topic.view()) + "' from '" + std::string(client_id) + "': larger than max_payload " +
+                     std::to_string(config_.max_payload));
+    return Verdict::drop;
+  }
+  // Handlers may change sessions_: they get copies, and the OTA report memory is written back after.
+  Identity copy = session.identity;
+  std::string last_report = session.last_report;
+  std::pair<Gate*, Session*> lookup{this, &session};
+  bool accepted = module.handle(DevicePublish{client_id, handle, copy, session.started_ms, &last_report, topic,
+                                              suffix, payload, &Gate::device_of_session, &lookup});
+  if (Session* s = sessions_.find(handle, client_id).session) s->last_report = std::move(last_report);
+  return accepted ? Verdict::pass : Verdict::drop;
+}
+
+void Gate::ask_firmware(const std::string& product, const std::string& device) {
+  for (const auto& [cid, s] : sessions_)
+    if (s.identity.product == product && s.identity.device == device)
+      if (ProtocolModule* module = module_of(s.identity.kind)) module->ask_firmware(cid, s.identity);
+}
+
+void Gate::on_command(const Command& command) {
+  auto get = [&](const char* f) {
+    auto it = command.fields.find(f);
+    return it == command.fields.end() ? std::string() : it->second;
+  };
+  std::string kind = get("kind");
+  if (kind == "ask_firmware") {
+    ask_firmware(get("product"), get("device"));
+  } else if (kind == "push") {
+    std::vector<std::string> devices;
+    std::string list = get("devices");
+    for (size_t start = 0; start < list.size();) {
+      size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > start) devices.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    std::string task_id = get("task");
+    auto marked = ota_.push(task_id, devices);
+    const OtaTask* t = ota_.task(task_id);
+    if (!t || marked.empty()) return;
+    // Ask the online ones to report now, so the push reaches them without waiting for their next report.
+    std::set<std::string> asked;
+    for (const auto& [cid, s] : sessions_) {
+      if (!has_device(s.identity.kind) || s.identity.product != t->product) continue;
+      if (ota_.is_pushed(task_id, s.identity.device) && asked.insert(s.identity.device).second)
+        ask_firmware(t->product, s.identity.device);
+    }
+  } else if (kind == "clear_retained") {
+    // A deleted device's retained messages (docs/security.md): every broker clears what it holds.
+    rapidjson::Document topics;
+    std::string text = get("topics");
+    topics.Parse<kDeviceJson>(text.data(), text.size());
+    if (topics.HasParseError() || !topics.IsArray()) {
+      log_.warning("iotgate: clear_retained command without a JSON array of topics ignored");
+      return;
+    }
+    size_t cleared = 0;
+    for (const auto& t : topics.GetArray()) {
+      if (!t.IsString() || !is_valid_topic(std::string_view(t.GetString(), t.GetStringLength()))) continue;
+      effects_.clear_retained(std::string(t.GetString(), t.GetStringLength()));
+      ++cleared;
+    }
+    log_.info("iotgate: cleared " + std::to_string(cleared) + " retained messages of a deleted device");
+  } else if (kind == "publish") {
+    std::string topic = get("topic");
+    if (!is_valid_topic(topic)) {
+      log_.warning("iotgate: publish command with an invalid topic ignored");
+      return;
+    }
+    effects_.publish(topic, get("payload"), 1);
+    log_.info("iotgate: published a command on '" + topic + "'");
+  } else {
+    log_.warning("iotgate: unknown command '" + kind + "' ignored");
+  }
+}
+
+void Gate::tick() {
+  departed_.clear();
+  for (const PendingReply& p : replies_.take_due()) answer(p, true, "", registry_.device(p.product, p.device));
+  int64_t now = clock_();
+  if (now == last_sweep_) return;
+  last_sweep_ = now;
+  ota_.sweep_timeouts();
+  if (now % 60 == 0) bans_.forget_quiet(now);
+}
+
+void Gate::on_result(const StoreResult& result) {
+  std::optional<PendingReply> waiting = replies_.take(result.token);
+  if (!waiting) return;
+  const PendingReply& p = *waiting;
+  const Device* d = nullptr;
+  if (result.ok && result.device) {
+    std::string err;
+    if (auto dev = device_from_fields(p.product, p.device, *result.device, &err)) {
+      merge_device(std::move(*dev));
+      d = registry_.device(p.product, p.device);
+    } else {
+      log_.warning("iotgate: stored device is malformed: " + err);
+    }
+  } else if (!result.ok) {
+    static const std::set<std::string> known = {"unavailable", "unknown_product", "unknown_device", "disabled", "limit"};
+    log_.limited(LogLevel::warning, "store-refused",
+                 "iotgate: could not store the credentials for '" + p.client_id +
+                     "': " + (known.count(result.error) ? result.error : std::string("store error")));
+  }
+  answer(p, result.ok, result.error, d);
+}
+
+void Gate::answer(const PendingReply& p, bool ok, const std::string& error, const Device* d) {
+  if (!still_asking(p)) {
+    log_.notice("iotgate: reply for " + p.product + "/" + p.device + " not sent: client '" + p.client_id +
+                "' has left or is now another connection");
+    return;
+  }
+  module_of(p.protocol).answer(p, ok, error, d);
+}
+
+bool Gate::still_asking(const PendingReply& p) const {
+  const Session* s = sessions_.find(p.client_id);
+  return s && s->handle == p.handle && s->identity.product == p.product && s->identity.device == p.device;
+}
+
+// --- disconnects -------------------------------------------------------------------------------------------
+
+void Gate::on_disconnect(std::string_view client_id, const void* handle) {
+  Session* s = sessions_.find(client_id);
+  // A client-id takeover disconnects the old connection after the new one logged in: only its own entry goes.
+  if (!s || s->handle != handle) return;
+  Device* d = device_of(*s);
+  Identity id = std::move(s->identity);
+  sessions_.erase(client_id);
+  mark_offline(id, d, clock_());
+  departed_.insert_or_assign(handle, std::move(id));  // its will is checked next
+}
+
+void Gate::on_shutdown() {
+  int64_t now = clock_();
+  for (const auto& [cid, s] : sessions_)
+    mark_offline(s.identity, registry_.device_mut(s.identity.product, s.identity.device), now);
+  sessions_.clear();
+}
+
+// The session's device and account pointers save a lookup per use, unless a removal or reload made them stale.
+void Gate::refresh_entries(Session& s) {
+  if (s.entries_epoch == entries_epoch_) return;
+  const Identity& id = s.identity;
+  s.device = has_device(id.kind) ? registry_.device_mut(id.product, id.device) : nullptr;
+  s.account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
+  s.entries_epoch = entries_epoch_;
+}
+
+Device* Gate::device_of(Session& s) {
+  refresh_entries(s);
+  return s.device;
+}
+
+void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
+  if (!has_device(id.kind)) return;
+  // A type-1 password is refused once its timestamp is not after the last offline time: one ahead of the clock
+  // (within clock_skew) must not outlive its session.
+  now = std::max(now, id.type1_timestamp);
+  if (device) now = device->last_offline = std::max(device->last_offline, now);
+  context_.touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
+}
+
+// --- changes from Redis ------------------------------------------------------------------------------------
+
+void Gate::merge_device(Device incoming) {
+  // Login and logout times are written from here and may be ahead of what Redis returned.
+  if (const Device* current = registry_.device(incoming.product, incoming.id)) {
+    incoming.last_online = std::max(incoming.last_online, current->last_online);
+    incoming.last_offline = std::max(incoming.last_offline, current->last_offline);
+    incoming.activated = incoming.activated || current->activated;
+  }
+  registry_.put_device(std::move(incoming));
+}
+
+void Gate::on_snapshot(Snapshot snapshot) {
+  for (const auto& problem : snapshot.problems) log_.warning("iotgate: skipped malformed entry: " + problem);
+  Registry& next = *snapshot.registry;
+  for (const auto& [key, d] : registry_.devices()) {
+    if (Device* n = next.device_mut(d.product, d.id)) {
+      n->last_online = std::max(n->last_online, d.last_online);
+      n->last_offline = std::max(n->last_offline, d.last_offline);
+      n->activated = n->activated || d.activated;
+    }
+  }
+  registry_ = std::move(next);
+  ++entries_epoch_;
+  refresh_account_summaries();
+  ota_.load(std::move(snapshot.ota));
+  bool first = !loaded_;
+  loaded_ = true;
+  log_.notice("iotgate: " + std::string(first ? "loaded" : "reloaded") + " " +
+              std::to_string(registry_.product_count()) + " products, " + std::to_string(registry_.device_count()) +
+              " devices, " + std::to_string(registry_.account_count()) + " accounts from Redis");
+  revalidate([](const Identity&) { return true; });
+}
+
+void Gate::on_update(const EntityUpdate& u) {
+  std::string err;
+  if (!u.fields) ++entries_epoch_;  // a removal may free entries that sessions point to
+  switch (u.kind) {
+    case EntityUpdate::Kind::product: {
+      if (!u.fields) registry_.remove_product(u.id);
+      else if (auto p = product_from_fields(u.id, *u.fields, &err)) registry_.put_product(std::move(*p));
+      else {
+        log_.warning("iotgate: product change ignored: " + err);
+        return;
+      }
+      revalidate([&](const Identity& id) { return id.product == u.id; });
+      break;
+    }
+    case EntityUpdate::Kind::device: {
+      size_t colon = u.id.find(':');
+      if (colon == std::string::npos) return;
+      std::string product = u.id.substr(0, colon), device = u.id.substr(colon + 1);
+      if (!u.fields) registry_.remove_device(product, device);
+      else if (auto d = device_from_fields(product, device, *u.fields, &err)) merge_device(std::move(*d));
+      else {
+        log_.warning("iotgate: device change ignored: " + err);
+        return;
+      }
+      revalidate([&](const Identity& id) { return id.product == product && id.device == device; });
+      break;
+    }
+    case EntityUpdate::Kind::task:
+      ota_.on_task(u.id, u.fields);
+      break;
+    case EntityUpdate::Kind::account: {
+      if (!u.fields) registry_.remove_account(u.id);
+      else if (auto a = account_from_fields(u.id, *u.fields, &err)) registry_.put_account(std::move(*a));
+      else {
+        log_.warning("iotgate: account change ignored: " + err);
+        return;
+      }
+      passwords_.forget("account:" + u.id);
+      refresh_account_summaries();
+      revalidate([&](const Identity& id) { return id.kind == SessionKind::account && id.account == u.id; });
+      break;
+    }
+  }
+}
+
+std::optional<std::string> Gate::session_invalid_reason(const Identity& id) const {
+  if (id.kind == SessionKind::account) {
+    if (!registry_.account(id.account)) return "account deleted";
+    return std::nullopt;
+  }
+  const Product* p = registry_.product(id.product);
+  if (!p) return "product deleted";
+  if (!p->enabled) return "product disabled";
+  if (auto why = module_of(id.kind)->invalid_reason(id, *p)) return why;
+  const Device* d = registry_.device(id.product, id.device);
+  if (d && !d->enabled) return "device disabled";
+  if (!d && has_device(id.kind)) return "device deleted";
+  return std::nullopt;
+}
+
+void Gate::revalidate(const std::function<bool(const Identity&)>& in_scope) {
+  std::vector<std::string> kicks;
+  for (const auto& [cid, s] : sessions_) {
+    if (!in_scope(s.identity)) continue;
+    if (auto why = session_invalid_reason(s.identity)) {
+      log_.notice("iotgate: disconnecting '" + cid + "': " + *why);
+      kicks.push_back(cid);
+    }
+  }
+  for (const auto& cid : kicks) effects_.kick(cid);
+}
+
+}  // namespace iotgate
