@@ -208,8 +208,25 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
   // per device. They only grow because the broker sends the maximum it knows. Other fields take the script.
   std::map<std::string, std::map<std::string, std::string>> times;  // hash key -> device -> seconds
   std::map<std::string, std::pair<std::string, Fields>> others;      // device key -> (product:device, fields)
+  // What the other brokers on this Redis must hear (Gate::on_fleet_event): the client ids claimed by logins, and
+  // the logout times that refuse a replayed type-1 password.
+  Fields fleet;
+  size_t claims = 0, offs = 0;
   for (const auto& job : jobs) {
+    if (auto claim = job.fields.find("claim"); claim != job.fields.end()) {
+      auto at = job.fields.find("claim_at"), broker = job.fields.find("broker");
+      if (at == job.fields.end() || broker == job.fields.end()) continue;
+      fleet["broker"] = broker->second;
+      fleet["c" + std::to_string(claims)] = claim->second;
+      fleet["a" + std::to_string(claims++)] = at->second;
+    }
+    if (auto off = job.fields.find("last_offline"); off != job.fields.end() && !job.product.empty()) {
+      fleet["d" + std::to_string(offs)] = job.product + ":" + job.device;
+      fleet["off" + std::to_string(offs++)] = off->second;
+    }
+    if (job.product.empty()) continue;  // a claim alone (a session without a device)
     for (const auto& [f, v] : job.fields) {
+      if (f == "claim" || f == "claim_at" || f == "broker") continue;
       if (f == "last_online" || f == "last_offline") {
         std::string& t = times[key(f + ":" + job.product)][job.device];
         if (t.empty() || as_number(v) > as_number(t)) t = v;
@@ -246,6 +263,14 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
         argv.push_back(f);
         argv.push_back(v);
       }
+    }
+    if (!run(argv)) return res;
+  }
+  if (claims + offs > 0 && !fleet["broker"].empty()) {
+    std::vector<std::string> argv = {"XADD", key("commands"), "MAXLEN", "~", "10000", "*", "kind", "fleet"};
+    for (const auto& [f, v] : fleet) {
+      argv.push_back(f);
+      argv.push_back(v);
     }
     if (!run(argv)) return res;
   }

@@ -67,6 +67,8 @@ class Gate {
   const Registry& registry() const { return registry_; }
   const Identity* session(const std::string& client_id) const;
   const OtaRouter& ota() const { return ota_; }
+  // This broker among those sharing the Redis (random, made at start).
+  const std::string& broker_id() const { return broker_id_; }
 
  private:
   struct Session {
@@ -78,6 +80,7 @@ class Gate {
     const Account* account = nullptr;
     uint64_t entries_epoch = 0;
     std::string last_report;  // OTA: the firmware report this connection last stored (see OtaRouter)
+    int64_t taken_over_at = 0;  // Unix seconds: a newer session of the client id began on another broker
   };
   // What every message needs of a session: kept in the session table's index, so that a message reads one cache
   // line of the plugin's memory for its publisher and one for each subscriber (see SessionTable). For a device
@@ -151,12 +154,14 @@ class Gate {
   bool device_allows(SessionKind kind, std::string_view prefix, const char* client_id, Access access,
                      TopicText topic, std::string_view* suffix = nullptr);
   void log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who);
+  void on_fleet_event(const Fields& fields);
 
   Config config_;
   Log& log_;
   Effects& effects_;
   Clock clock_;
   Registry registry_;
+  std::string broker_id_ = random_hex(8);
   bool loaded_ = false;
   // Looked up by connection and id on every ACL check and message; no string is built per lookup.
   Sessions sessions_;

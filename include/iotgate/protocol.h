@@ -126,9 +126,12 @@ class VerifiedPasswords {
   // `name` keys the cache ("account:NAME", "emu:UID").
   bool verify(const std::string& name, const Pbkdf2Hash& hash, std::string_view password);
   void forget(const std::string& name) { verified_.erase(name); }
+  // While set, only a password that verified before passes (no PBKDF2): the logins of a banned address.
+  void set_cached_only(bool cached_only) { cached_only_ = cached_only; }
 
  private:
   std::unordered_map<std::string, std::string> verified_;  // name -> SHA-256(hash, password)
+  bool cached_only_ = false;
 };
 
 // What the gate shares with its modules.

@@ -10,6 +10,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/ids.h"
 #include "iotgate/json.h"
 #include "iotgate/topic.h"
 
@@ -38,7 +39,7 @@ bool VerifiedPasswords::verify(const std::string& name, const Pbkdf2Hash& hash, 
   std::string digest = sha256(material, password);
   auto it = verified_.find(name);
   if (it != verified_.end() && constant_time_equal(it->second, digest)) return true;
-  if (!verify_pbkdf2(hash, password)) return false;
+  if (cached_only_ || !verify_pbkdf2(hash, password)) return false;
   verified_[name] = std::move(digest);
   return true;
 }
@@ -106,15 +107,28 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
   std::string address(client.address);
   const bool counted = !address.empty() && config_.auth_fail_limit > 0;
   std::string username(client.username ? *client.username : client.client_id);
+  std::optional<std::string_view> pw = password;
   if (counted) {
     if (auto ban = bans_.ban_of(address, username, now)) {
+      // A ban stops guessing, not devices: behind a load balancer or NAT every client shares the address. A login
+      // whose credentials verify without PBKDF2 still gets in (a device's key or secret, which no one guesses in
+      // thirty tries, or a password that verified before); one that would need PBKDF2 or fails is refused unchecked.
+      passwords_.set_cached_only(true);
+      Resolution r = resolve(client, &pw);
+      passwords_.set_cached_only(false);
+      if (r.identity) {
+        log_.limited(LogLevel::info, "banned-address-valid-login",
+                     "iotgate: login of client '" + std::string(client.client_id) + "' from banned address " +
+                         address + " accepted: its credentials are valid");
+        after_login(client, *r.identity, r.device);
+        return true;
+      }
       refuse_log(client, {"address-banned", "address banned until " + std::to_string(ban->first) +
                                                 (ban->second == LoginBans::Ban::username ? " for this username" : "") +
                                                 " after repeated failed logins"});
       return false;
     }
   }
-  std::optional<std::string_view> pw = password;
   Resolution r = resolve(client, &pw);
   if (!r.identity) {
     refuse_log(client, r.refusal);
@@ -147,11 +161,18 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   if (const Session* held = sessions_.find(client.client_id); held && held->handle != client.handle)
     departed_.insert_or_assign(held->handle, held->identity);
   departed_.erase(client.handle);  // the broker may give a new connection a departed one's address
-  sessions_.put(client.client_id, Session{id, client.handle, wall_ms(), d, account, entries_epoch_, {}});
-  if (!d) return;
+  const int64_t started_ms = wall_ms();
+  sessions_.put(client.client_id, Session{id, client.handle, started_ms, d, account, entries_epoch_, {}});
+  // The claim of the client id, which the other brokers on this Redis read (on_fleet_event) to end an older session
+  // of the same id, as MQTT's one session per client id requires across brokers.
+  Fields f{{"claim", cid}, {"claim_at", std::to_string(started_ms)}, {"broker", broker_id_}};
+  if (!d) {
+    context_.touch("", "", std::move(f));
+    return;
+  }
   int64_t now = clock_();
   d->last_online = std::max(d->last_online, now);
-  Fields f{{"last_online", std::to_string(d->last_online)}};  // the maximum: Redis takes it as it comes
+  f["last_online"] = std::to_string(d->last_online);  // the maximum: Redis takes it as it comes
   if (ProtocolModule* module = module_of(id.kind)) module->on_login(cid, client.handle, id, *d, f);
   context_.touch(id.product, id.device, std::move(f));
 }
@@ -376,7 +397,9 @@ void Gate::on_command(const Command& command) {
     return it == command.fields.end() ? std::string() : it->second;
   };
   std::string kind = get("kind");
-  if (kind == "ask_firmware") {
+  if (kind == "fleet") {
+    on_fleet_event(command.fields);
+  } else if (kind == "ask_firmware") {
     ask_firmware(get("product"), get("device"));
   } else if (kind == "push") {
     std::vector<std::string> devices;
@@ -424,6 +447,42 @@ void Gate::on_command(const Command& command) {
     log_.info("iotgate: published a command on '" + topic + "'");
   } else {
     log_.warning("iotgate: unknown command '" + kind + "' ignored");
+  }
+}
+
+// What another broker on the same Redis wrote with its login and logout times (RedisStore::touch_many): the client
+// ids its sessions claimed, c<i> at a<i> (wall-clock ms), and devices' logout times, d<i> = "product:device" went
+// offline at off<i> (Unix seconds).
+void Gate::on_fleet_event(const Fields& fields) {
+  auto field = [&](const std::string& name) -> const std::string* {
+    auto it = fields.find(name);
+    return it == fields.end() ? nullptr : &it->second;
+  };
+  const std::string* broker = field("broker");
+  if (!broker || *broker == broker_id_) return;  // our own: applied when it happened
+  for (size_t i = 0;; ++i) {
+    const std::string* client_id = field("c" + std::to_string(i));
+    const std::string* at_text = field("a" + std::to_string(i));
+    int64_t at = 0;
+    if (!client_id || !at_text || !parse_decimal(*at_text, at)) break;
+    Session* s = sessions_.find(*client_id);
+    // The later claim keeps the id (ties broken by broker id): every broker compares the same two claims, so
+    // exactly one session survives whatever order the brokers read them in.
+    if (!s || s->taken_over_at || std::pair(at, *broker) <= std::pair(s->started_ms, broker_id_)) continue;
+    s->taken_over_at = std::max<int64_t>(at / 1000, 1);
+    log_.notice("iotgate: disconnecting '" + *client_id + "': its client id logged in on another broker");
+    effects_.kick(*client_id);
+  }
+  for (size_t i = 0;; ++i) {
+    const std::string* device = field("d" + std::to_string(i));
+    const std::string* off_text = field("off" + std::to_string(i));
+    int64_t off = 0;
+    if (!device || !off_text || !parse_decimal(*off_text, off)) break;
+    size_t colon = device->find(':');
+    if (colon == std::string::npos) continue;
+    // A type-1 password of a session that ended on another broker is refused here from now on (replay).
+    if (Device* d = registry_.device_mut(device->substr(0, colon), device->substr(colon + 1)))
+      d->last_offline = std::max(d->last_offline, off);
   }
 }
 
@@ -481,8 +540,11 @@ void Gate::on_disconnect(std::string_view client_id, const void* handle) {
   if (!s || s->handle != handle) return;
   Device* d = device_of(*s);
   Identity id = std::move(s->identity);
+  // Ended by a newer session of its client id on another broker: offline when that one began (not later, which
+  // would mark the device offline while it is connected there).
+  const int64_t ended = s->taken_over_at ? s->taken_over_at : clock_();
   sessions_.erase(client_id);
-  mark_offline(id, d, clock_());
+  mark_offline(id, d, ended);
   departed_.insert_or_assign(handle, std::move(id));  // its will is checked next
 }
 
@@ -513,7 +575,7 @@ void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
   // (within clock_skew) must not outlive its session.
   now = std::max(now, id.type1_timestamp);
   if (device) now = device->last_offline = std::max(device->last_offline, now);
-  context_.touch(id.product, id.device, {{"last_offline", std::to_string(now)}});
+  context_.touch(id.product, id.device, {{"last_offline", std::to_string(now)}, {"broker", broker_id_}});
 }
 
 // --- changes from Redis ------------------------------------------------------------------------------------

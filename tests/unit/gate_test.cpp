@@ -31,7 +31,13 @@ struct FakeEffects : Effects {
   std::vector<std::string> cleared;
   void clear_retained(const std::string& t) override { cleared.push_back(t); }
   void kick(const std::string& c) override { kicks.push_back(c); }
-  void submit(StoreJob job) override { jobs.push_back(std::move(job)); }
+  // Client-id claims of sessions without a device (the other brokers' takeover rule), kept apart from the writes
+  // the tests count.
+  std::vector<StoreJob> claims;
+  void submit(StoreJob job) override {
+    if (job.type == StoreJob::Type::touch_device && job.product.empty()) claims.push_back(std::move(job));
+    else jobs.push_back(std::move(job));
+  }
 };
 
 class GateTest : public ::testing::Test {
@@ -524,12 +530,17 @@ TEST_F(GateTest, FailuresBanTheUsernameFromTheAddressAndSprayingTheAddress) {
   gate_.on_update(EntityUpdate{EntityUpdate::Kind::device, std::string(kPid) + ":OTHERDEV1", Fields{{"secret", kSecret}}});
   for (int i = 0; i < 30; ++i) EXPECT_FALSE(attempt("10.0.0.9", kEui, false));
   EXPECT_TRUE(logged("banning address 10.0.0.9 for username"));
-  EXPECT_FALSE(attempt("10.0.0.9", kEui, true));
+  EXPECT_FALSE(attempt("10.0.0.9", kEui, false));
   EXPECT_TRUE(logged("for this username"));
+  // The device itself behind the same address (a load balancer's): its valid key passes the ban (issue 18).
+  EXPECT_TRUE(attempt("10.0.0.9", kEui, true));
+  EXPECT_TRUE(logged("from banned address 10.0.0.9 accepted: its credentials are valid"));
   EXPECT_TRUE(attempt("10.0.0.9", "OTHERDEV1", true));  // a neighbour behind the same address
   for (int i = 0; i < 30; ++i) attempt("10.0.0.7", "SPRAY" + std::to_string(i % 5), false);
   EXPECT_TRUE(logged("banning address 10.0.0.7 for 300 s"));
-  EXPECT_FALSE(attempt("10.0.0.7", "OTHERDEV1", true));
+  EXPECT_FALSE(attempt("10.0.0.7", "OTHERDEV1", false));
+  EXPECT_TRUE(logged("address banned until"));
+  EXPECT_TRUE(attempt("10.0.0.7", "OTHERDEV1", true));
   now_ += 301;
   EXPECT_TRUE(attempt("10.0.0.7", "OTHERDEV1", true));
 }
@@ -656,8 +667,9 @@ TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {
   EXPECT_TRUE(from("10.0.0.9", good));  // 29 failures: not yet
   EXPECT_FALSE(from("10.0.0.9", "bad"));  // the 30th bans
   EXPECT_TRUE(logged("banning address 10.0.0.9"));
-  EXPECT_FALSE(from("10.0.0.9", good));  // banned: even good credentials
+  EXPECT_FALSE(from("10.0.0.9", "bad"));  // banned: refused unchecked
   EXPECT_TRUE(logged("address banned until"));
+  EXPECT_TRUE(from("10.0.0.9", good));  // valid device credentials pass a ban (issue 18: load balancers)
   EXPECT_TRUE(from("10.0.0.10", good));  // other addresses are not affected
   now_ += 301;
   EXPECT_TRUE(from("10.0.0.9", good));
@@ -727,4 +739,64 @@ TEST_F(GateTest, DisconnectAfterDeviceRemovalOrReloadRecordsOnTheCurrentDevice) 
   now_ += 5;
   gate_.on_disconnect(v2_cid(0, 2), &handles_[v2_cid(0, 2)]);
   EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
+}
+
+namespace {
+Command fleet_event(Fields fields) {
+  fields["kind"] = "fleet";
+  return Command{std::move(fields)};
+}
+}  // namespace
+
+// Another broker's login of a client id held here: the later claim keeps the id, and the session here ends as
+// offline at the claim's time (not later: the device is online there). An earlier claim, or our own, changes nothing.
+TEST_F(GateTest, AnotherBrokersLaterClaimOfAClientIdEndsTheSessionHere) {
+  std::string cid = v2_cid(0, 1);
+  ASSERT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt)));
+  const StoreJob& claim = effects_.jobs.back();
+  ASSERT_EQ(claim.fields.count("claim"), 1u);
+  EXPECT_EQ(claim.fields.at("claim"), cid);
+  EXPECT_EQ(claim.fields.at("broker"), gate_.broker_id());
+  int64_t started = std::stoll(claim.fields.at("claim_at"));
+  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"c0", cid}, {"a0", std::to_string(started - 5)}}));
+  EXPECT_TRUE(effects_.kicks.empty());  // an older session elsewhere: it gives way, not ours
+  gate_.on_command(fleet_event({{"broker", gate_.broker_id()}, {"c0", cid}, {"a0", std::to_string(started + 5000)}}));
+  EXPECT_TRUE(effects_.kicks.empty());  // our own claim
+  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"c0", "someone-else"}, {"a0", std::to_string(started + 9)},
+                                {"c1", cid}, {"a1", std::to_string(started + 5000)}}));
+  ASSERT_EQ(effects_.kicks, std::vector<std::string>{cid});
+  EXPECT_TRUE(logged("disconnecting '" + cid + "': its client id logged in on another broker"));
+  now_ += 100;  // the kick lands later; the logout time is the claim's
+  gate_.on_disconnect(cid, &handles_[cid]);
+  EXPECT_EQ(effects_.jobs.back().fields.at("last_offline"), std::to_string((started + 5000) / 1000));
+}
+
+// Another broker's logout times reach this broker's registry: a type-1 password of a session that ended there is
+// refused here.
+TEST_F(GateTest, AnotherBrokersLogoutTimesRefuseReplayedTypeOnePasswords) {
+  int64_t ts = now_ - 10;
+  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"d0", std::string(kPid) + ":" + kEui},
+                                {"off0", std::to_string(ts)}, {"d1", "NOPROD:NODEV"}, {"off1", "5"}}));
+  EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+  EXPECT_TRUE(logged("is not after the device's last offline time"));
+  EXPECT_TRUE(login(v2_cid(1, ts + 1), v2_user(), v2_pw(ts + 1)));
+  // Our own events are not applied twice, and malformed ones are ignored.
+  gate_.on_command(fleet_event({{"broker", gate_.broker_id()}, {"d0", std::string(kPid) + ":" + kEui}, {"off0", "99999999999"}}));
+  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"d0", "no-colon"}, {"off0", "x"}}));
+  EXPECT_LT(gate_.registry().device(kPid, kEui)->last_offline, ts + 1);
+}
+
+// While an address is banned, a password that needs PBKDF2 is not checked: only one that verified before passes
+// (a service behind the same load balancer that logged in earlier), so a ban still stops guessing and the CPU cost.
+TEST_F(GateTest, BannedAddressesGetNoPbkdf2OnlyPasswordsThatVerifiedBefore) {
+  auto from = [&](const std::string& cid, const std::string& address, const std::string& pw) {
+    ClientInfo c{cid, std::string_view("operator"), address, &handles_[cid]};
+    return gate_.authenticate(c, std::string_view(pw));
+  };
+  for (int i = 0; i < 30; ++i) EXPECT_FALSE(from("operator:x", "10.0.0.5", "guess"));
+  ASSERT_TRUE(logged("banning address 10.0.0.5 for username 'operator'"));
+  EXPECT_FALSE(from("operator:x", "10.0.0.5", "s3cret-pass"));  // right, but never verified: not checked now
+  EXPECT_TRUE(from("operator:1", "10.0.0.6", "s3cret-pass"));   // verified elsewhere
+  EXPECT_TRUE(from("operator:2", "10.0.0.5", "s3cret-pass"));   // now it passes the ban without PBKDF2
+  EXPECT_FALSE(from("operator:3", "10.0.0.5", "guess"));
 }

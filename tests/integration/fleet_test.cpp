@@ -1,0 +1,122 @@
+// Several brokers, each with the plugin, on one Redis (issue 18, docs/deployment.md): every promise holds across
+// them. Broker A is the fixture's broker; broker B shares its Redis.
+#include "stack.h"
+
+namespace iotgate::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+class FleetTest : public StackTest {
+ protected:
+  void seed() override {
+    add_lierda_product(kPid, 1);
+    add_lierda_device(kPid, kEui, kSecret);
+    cli({"account", "add", "app", "--password", "app-pw", "--allow", "read /sys/#"});
+    cli({"product", "add", "krt", "--product-id", "KP1", "--product-secret", "product-secret-1"});
+    cli({"device", "add", "krt", "--product-id", "KP1", "--device-id", "KD1", "--secret", "kd1-secret"});
+  }
+  void SetUp() override {
+    StackTest::SetUp();
+    std::map<std::string, std::string> opts = plugin_options();
+    opts.emplace("redis_port", std::to_string(redis.port()));
+    opts.emplace("redis_timeout_ms", "300");
+    broker_b = std::make_unique<Broker>(opts, true, extra_conf());
+    broker_b->start();
+    ASSERT_TRUE(broker_b->wait_for_log("iotgate: loaded", seconds(10))) << broker_b->log();
+  }
+  std::unique_ptr<MqttClient> connect_to(Broker& b, const std::string& cid, const std::string& user,
+                                         const std::string& pw, int expect = 0) {
+    auto c = std::make_unique<MqttClient>(cid);
+    EXPECT_EQ(c->connect(b.port(), user, pw), expect) << cid << " on port " << b.port();
+    return c;
+  }
+  std::unique_ptr<Broker> broker_b;
+};
+
+// A type-1 password captured from a device that went offline on A must not log in on B: the logout time that
+// refuses it reaches every broker (through the fleet events on the commands stream) within a second.
+TEST_F(FleetTest, TypeOnePasswordUsedOnOneBrokerIsRefusedOnTheOtherOnceTheDeviceIsOffline) {
+  V2Creds captured = v2_creds(kPid, kEui, kSecret, 1, unix_now());
+  auto device = connect_to(*broker, captured.client_id, captured.username, captured.password);
+  ASSERT_TRUE(device->connected());
+  device->disconnect();
+  ASSERT_TRUE(broker->wait_for_log("Client " + captured.client_id + " disconnected", seconds(3)));
+  // One attempt on B a second after the logout: refused (an attempt that got in would itself end with a logout
+  // on B and hide a broker that never heard of A's).
+  std::this_thread::sleep_for(milliseconds(1000));
+  connect_to(*broker_b, captured.client_id, captured.username, captured.password, 135);
+  EXPECT_TRUE(broker_b->wait_for_log("is not after the device's last offline time", seconds(2)));
+  std::this_thread::sleep_for(milliseconds(1500));
+  connect_to(*broker_b, captured.client_id, captured.username, captured.password, 135);
+  connect_to(*broker, captured.client_id, captured.username, captured.password, 135);
+  // A fresh type-1 password still logs in on either broker.
+  std::this_thread::sleep_for(milliseconds(1100));
+  V2Creds fresh = v2_creds(kPid, kEui, kSecret, 1, unix_now());
+  EXPECT_TRUE(connect_to(*broker_b, fresh.client_id, fresh.username, fresh.password)->connected());
+}
+
+// One client id, one session, across brokers: a login on B ends the older session of that id on A within a second,
+// and the device counts as online.
+TEST_F(FleetTest, LoggingInOnAnotherBrokerEndsTheOlderSessionOfTheClientId) {
+  V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
+  auto on_a = connect_to(*broker, c.client_id, c.username, c.password);
+  ASSERT_TRUE(on_a->connected());
+  std::this_thread::sleep_for(milliseconds(50));
+  auto t0 = Clock::now();
+  auto on_b = connect_to(*broker_b, c.client_id, c.username, c.password);
+  ASSERT_TRUE(on_b->connected());
+  EXPECT_TRUE(on_a->wait_disconnected(seconds(3)));
+  EXPECT_LT(std::chrono::duration_cast<milliseconds>(Clock::now() - t0), milliseconds(1000));
+  EXPECT_TRUE(broker->wait_for_log("disconnecting '" + c.client_id + "': its client id logged in on another broker",
+                                   seconds(2)));
+  // The newer session stays, and the device counts as online (its logout on A is no later than its login on B).
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_TRUE(on_b->connected());
+  auto shown = parse(cli({"device", "show", kPid, kEui}));
+  ASSERT_TRUE(shown.IsObject());
+  auto number = [&](const char* f) { return std::stoll(shown[f].GetString()); };
+  EXPECT_GE(number("last_online"), number("last_offline"));
+  EXPECT_EQ(on_b->publish("/sys/" + kOpenid + "/" + kPid + "/" + kEui + "/uplink", "x", 1), 0);
+  // And back: the session on B gives way to a newer one on A.
+  auto again_a = connect_to(*broker, c.client_id, c.username, c.password);
+  EXPECT_TRUE(on_b->wait_disconnected(seconds(3)));
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_TRUE(again_a->connected());
+}
+
+// The same for service accounts and for the KRT seed's shared client id (ProductID).
+TEST_F(FleetTest, TakeoverAcrossBrokersHoldsForAccountsAndSharedKrtClientIds) {
+  auto app_a = connect_to(*broker, "app:1", "app", "app-pw");
+  std::this_thread::sleep_for(milliseconds(50));
+  auto app_b = connect_to(*broker_b, "app:1", "app", "app-pw");
+  EXPECT_TRUE(app_a->wait_disconnected(seconds(2)));
+  auto krt_a = connect_to(*broker, "KP1", "KD1", "kd1-secret");
+  std::this_thread::sleep_for(milliseconds(50));
+  auto krt_b = connect_to(*broker_b, "KP1", "KD1", "kd1-secret");
+  EXPECT_TRUE(krt_a->wait_disconnected(seconds(2)));
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_TRUE(app_b->connected());
+  EXPECT_TRUE(krt_b->connected());
+}
+
+// Revocation: a disabled device is kicked on every broker and refused on every broker within a second.
+TEST_F(FleetTest, DisablingADeviceKicksAndRefusesItOnEveryBroker) {
+  auto on_a = connect_to(*broker, "V2_" + kPid + "." + kEui + "_0_1", v2_creds(kPid, kEui, kSecret, 0, 1).username,
+                         v2_creds(kPid, kEui, kSecret, 0, 1).password);
+  auto krt_b = connect_to(*broker_b, "KP1.KD1", "KD1", "kd1-secret");
+  auto t0 = Clock::now();
+  cli({"device", "disable", kPid, kEui});
+  cli({"device", "disable", "KP1", "KD1"});
+  EXPECT_TRUE(on_a->wait_disconnected(seconds(3)));
+  EXPECT_TRUE(krt_b->wait_disconnected(seconds(3)));
+  EXPECT_LT(std::chrono::duration_cast<milliseconds>(Clock::now() - t0), milliseconds(1000));
+  V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
+  connect_to(*broker_b, c.client_id, c.username, c.password, 135);
+  connect_to(*broker, "KP1.KD1", "KD1", "kd1-secret", 135);
+}
+
+}  // namespace
+}  // namespace iotgate::test
