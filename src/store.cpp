@@ -54,7 +54,14 @@ else
   local s = redis.call('HGET', KEYS[2], 'secret')
   if not s or s == '' then redis.call('HSET', KEYS[2], 'secret', ARGV[5]) end
 end
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+-- A session key is issued once: when another broker has just stored one that is still valid (two brokers rekeying
+-- one device at once), it stays, and both tell the device this one.
+local key_expires = tonumber(redis.call('HGET', KEYS[2], 'session_key_expires') or '0') or 0
+local key_valid = (redis.call('HGET', KEYS[2], 'session_key') or '') ~= '' and key_expires > tonumber(now)
+local SESSION_FIELDS = { session_id = true, nonce = true, session_key = true, session_key_expires = true }
+for i = 7, #ARGV, 2 do
+  if not (key_valid and SESSION_FIELDS[ARGV[i]]) then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+end
 redis.call('SETNX', KEYS[5], '1')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id', ARGV[1] .. ':' .. ARGV[2])
 return {'ok', redis.call('HGETALL', KEYS[2])}

@@ -99,21 +99,22 @@ void StoreWorker::writer_loop() {
       } while (touches && !jobs_.empty() && jobs_.front().type == StoreJob::Type::touch_device &&
                batch.size() < kTouchBatch);
     }
-    if (!store.connected() && !store.connect()) {
-      // Redis is away: answer the waiting devices "busy" now; keep the durable writes for later.
+    // Redis is away: answer the waiting devices "busy" now; keep the durable writes (and login/logout times) for
+    // later. Returns how many writes are held.
+    auto hold_writes = [&](std::vector<StoreJob>& unwritten) {
       std::deque<StoreJob> kept;
-      size_t held = 0;
-      {
-        std::lock_guard lock(jobs_mutex_);
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
-        for (auto& j : jobs_) {
-          if (j.durable) kept.push_back(std::move(j));
-          else if (j.token) emit(StoreResult{j.token, false, "unavailable", std::nullopt});
-        }
-        while (kept.size() > kMaxHeldWrites) kept.pop_front();
-        jobs_.swap(kept);
-        held = jobs_.size();
+      std::lock_guard lock(jobs_mutex_);
+      for (auto it = unwritten.rbegin(); it != unwritten.rend(); ++it) jobs_.push_front(std::move(*it));
+      for (auto& j : jobs_) {
+        if (j.durable) kept.push_back(std::move(j));
+        else if (j.token) emit(StoreResult{j.token, false, "unavailable", std::nullopt});
       }
+      while (kept.size() > kMaxHeldWrites) kept.pop_front();
+      jobs_.swap(kept);
+      return jobs_.size();
+    };
+    if (!store.connected() && !store.connect()) {
+      size_t held = hold_writes(batch);
       if (stop_) break;
       wait_for_redis("iotgate: redis unreachable (" + store.last_error() + "); holding " + std::to_string(held) +
                      " writes until it returns");
@@ -122,14 +123,11 @@ void StoreWorker::writer_loop() {
     bool is_touch = batch.front().type == StoreJob::Type::touch_device;
     StoreResult result = is_touch ? store.touch_many(batch) : store.run(batch.front());
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
-      {
-        std::lock_guard lock(jobs_mutex_);
-        if (is_touch || batch.front().durable) {
-          for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs_.push_front(std::move(*it));
-        } else if (batch.front().token) {
-          emit(std::move(result));
-        }
+      if (!is_touch && !batch.front().durable) {
+        if (batch.front().token) emit(std::move(result));
+        batch.clear();
       }
+      hold_writes(batch);  // and the devices waiting behind this write hear "busy" now, not after the backoff
       if (stop_) continue;  // the next round keeps them as held
       // Lost mid-write, or Redis answers but is still loading its data: the next round reconnects after the
       // backoff (a loading Redis accepts connections at once, so without it this would spin).

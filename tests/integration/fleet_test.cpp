@@ -1,5 +1,7 @@
 // Several brokers, each with the plugin, on one Redis (issue 18, docs/deployment.md): every promise holds across
 // them. Broker A is the fixture's broker; broker B shares its Redis.
+#include "iotgate/crypto.h"
+#include "iotgate/store.h"
 #include "stack.h"
 
 namespace iotgate::test {
@@ -116,6 +118,39 @@ TEST_F(FleetTest, DisablingADeviceKicksAndRefusesItOnEveryBroker) {
   V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
   connect_to(*broker_b, c.client_id, c.username, c.password, 135);
   connect_to(*broker, "KP1.KD1", "KD1", "kd1-secret", 135);
+}
+
+// Two brokers rekeying one device at once (its key expired, both hear of it by the same change) each run the
+// issue script with a key of their own: the key is issued once, and both tell the device the same one.
+TEST_F(FleetTest, TwoBrokersRekeyingOneDeviceAtOnceIssueOneSessionKey) {
+  add_lierda_product("AEEEEEEE", 1, true);
+  add_lierda_device("AEEEEEEE", "CRYPTDEV01", kSecret);
+  Config config;
+  config.redis_port = redis.port();
+  RedisStore store_a(config), store_b(config);
+  ASSERT_TRUE(store_a.connect());
+  ASSERT_TRUE(store_b.connect());
+  auto rekey = [&](RedisStore& store, const std::string& session_id) {
+    StoreJob job;
+    job.type = StoreJob::Type::lierda_issue;
+    job.product = "AEEEEEEE";
+    job.device = "CRYPTDEV01";
+    job.candidate_secret = random_hex(16);
+    job.fields = {{"session_id", session_id}, {"nonce", "7"},
+                  {"session_key", *lierda_session_key(kKey, session_id, 7)},
+                  {"session_key_expires", std::to_string(unix_now() + 3600)}};
+    return store.run(job);
+  };
+  StoreResult first = rekey(store_a, "AAAA0001"), second = rekey(store_b, "BBBB0002");
+  ASSERT_TRUE(first.ok && second.ok);
+  ASSERT_TRUE(first.device && second.device);
+  EXPECT_EQ(first.device->at("session_id"), "AAAA0001");
+  EXPECT_EQ(second.device->at("session_id"), "AAAA0001");  // the second broker is told the key that stays
+  EXPECT_EQ(second.device->at("session_key"), first.device->at("session_key"));
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:device:AEEEEEEE:CRYPTDEV01", "session_id"}), "AAAA0001");
+  // Once it has expired, the next rekey replaces it.
+  redis.cli({"HSET", "iotgate:device:AEEEEEEE:CRYPTDEV01", "session_key_expires", "1"});
+  EXPECT_EQ(rekey(store_b, "CCCC0003").device->at("session_id"), "CCCC0003");
 }
 
 }  // namespace
