@@ -1,5 +1,7 @@
 // Several brokers, each with the plugin, on one Redis (issue 18, docs/deployment.md): every promise holds across
 // them. Broker A is the fixture's broker; broker B shares its Redis.
+#include <fstream>
+
 #include "iotgate/crypto.h"
 #include "iotgate/store.h"
 #include "stack.h"
@@ -17,6 +19,8 @@ class FleetTest : public StackTest {
     add_lierda_product(kPid, 1);
     add_lierda_device(kPid, kEui, kSecret);
     cli({"account", "add", "app", "--password", "app-pw", "--allow", "read /sys/#"});
+    cli({"account", "add", "backend", "--password", "backend-pw", "--allow", "readwrite /sys/#"});
+    for (int i = 0; i < 6; ++i) add_lierda_device(kPid, "LBDEV" + std::to_string(i), kSecret);
     cli({"product", "add", "krt", "--product-id", "KP1", "--product-secret", "product-secret-1"});
     cli({"device", "add", "krt", "--product-id", "KP1", "--device-id", "KD1", "--secret", "kd1-secret"});
   }
@@ -151,6 +155,80 @@ TEST_F(FleetTest, TwoBrokersRekeyingOneDeviceAtOnceIssueOneSessionKey) {
   // Once it has expired, the next rekey replaces it.
   redis.cli({"HSET", "iotgate:device:AEEEEEEE:CRYPTDEV01", "session_key_expires", "1"});
   EXPECT_EQ(rekey(store_b, "CCCC0003").device->at("session_id"), "CCCC0003");
+}
+
+// conf/haproxy.cfg as docs/deployment.md gives it (its ports replaced): devices log in through HAProxy and are
+// spread over both brokers; a back end connected to every broker reads each uplink once and reaches each device
+// with one publish per broker, once; when a broker dies, its devices log in again through HAProxy on the other.
+TEST_F(FleetTest, DevicesBehindHaproxyAndABackEndOnEveryBroker) {
+  TempDir dir;
+  int frontend = free_port();
+  std::string cfg = read_file(std::string(IOTGATE_SOURCE_DIR) + "/conf/haproxy.cfg");
+  ASSERT_FALSE(cfg.empty());
+  auto replace = [&](const std::string& from, const std::string& to) {
+    size_t at = cfg.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    cfg.replace(at, from.size(), to);
+  };
+  replace("127.0.0.1:1883", "127.0.0.1:" + std::to_string(frontend));
+  replace("127.0.0.1:1884", "127.0.0.1:" + std::to_string(broker->port()));
+  replace("127.0.0.1:1885", "127.0.0.1:" + std::to_string(broker_b->port()));
+  { std::ofstream(dir.path + "/haproxy.cfg") << cfg; }
+  Process haproxy;
+  haproxy.spawn({"/usr/sbin/haproxy", "-db", "-f", dir.path + "/haproxy.cfg"}, dir.path + "/haproxy.log");
+  auto connect_via_lb = [&](const std::string& eui, milliseconds within) {
+    V2Creds c = v2_creds(kPid, eui, kSecret, 0, 1);
+    auto deadline = Clock::now() + within;
+    std::unique_ptr<MqttClient> dev;
+    do {  // HAProxy may still be starting, or still sending connections to a broker that just died
+      dev = std::make_unique<MqttClient>(c.client_id);
+      if (dev->connect(frontend, c.username, c.password, seconds(2)) == 0) return dev;
+      std::this_thread::sleep_for(milliseconds(100));
+    } while (Clock::now() < deadline);
+    ADD_FAILURE() << eui << " could not log in through HAProxy: " << read_file(dir.path + "/haproxy.log");
+    return dev;
+  };
+  // The back end: one account session on every broker, reading uplinks.
+  auto backend_a = connect_to(*broker, "backend:a", "backend", "backend-pw");
+  auto backend_b = connect_to(*broker_b, "backend:b", "backend", "backend-pw");
+  ASSERT_LT(backend_a->subscribe("/sys/+/+/+/uplink", 1), 128);
+  ASSERT_LT(backend_b->subscribe("/sys/+/+/+/uplink", 1), 128);
+  std::vector<std::unique_ptr<MqttClient>> devices;
+  for (int i = 0; i < 6; ++i) devices.push_back(connect_via_lb("LBDEV" + std::to_string(i), seconds(10)));
+  auto on = [&](Broker& b) {
+    int n = 0;
+    for (int i = 0; i < 6; ++i) n += b.count_log("New client connected from .* as V2_" + kPid + ".LBDEV" + std::to_string(i));
+    return n;
+  };
+  EXPECT_GE(on(*broker), 1);  // leastconn spreads them
+  EXPECT_GE(on(*broker_b), 1);
+  std::string prefix = "/sys/" + kOpenid + "/" + kPid + "/";
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_LT(devices[i]->subscribe(prefix + "LBDEV" + std::to_string(i) + "/downlink", 1), 128);
+    EXPECT_EQ(devices[i]->publish(prefix + "LBDEV" + std::to_string(i) + "/uplink", "up" + std::to_string(i), 1), 0);
+  }
+  std::this_thread::sleep_for(milliseconds(500));
+  std::map<std::string, int> uplinks;
+  for (auto* b : {backend_a.get(), backend_b.get()})
+    for (const auto& m : b->drain()) ++uplinks[m.payload];
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(uplinks["up" + std::to_string(i)], 1) << "uplink of LBDEV" << i;
+  // A downlink published on every broker reaches its device once: the device is on exactly one of them.
+  for (auto* b : {backend_a.get(), backend_b.get()}) EXPECT_EQ(b->publish(prefix + "LBDEV3/downlink", "down3", 1), 0);
+  ASSERT_TRUE(devices[3]->wait_message(prefix + "LBDEV3/downlink", seconds(3)));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(devices[3]->queued(), 0u) << "a second copy of the downlink";
+  // Broker A dies: its devices come back through HAProxy on B.
+  broker->kill();
+  for (int i = 0; i < 6; ++i) {
+    if (devices[i]->wait_disconnected(milliseconds(100))) {
+      auto again = connect_via_lb("LBDEV" + std::to_string(i), seconds(15));
+      EXPECT_TRUE(again && again->connected());
+      devices[i] = std::move(again);
+    }
+  }
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(devices[i]->connected()) << i;
+  EXPECT_EQ(on(*broker_b), 6);
+  haproxy.terminate(seconds(2));
 }
 
 }  // namespace
