@@ -67,16 +67,29 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'kind', 'device', 'id',
 return {'ok', redis.call('HGETALL', KEYS[2])}
 )lua";
 
-// Records a device's OTA progress once (a repeated write is a no-op), counts a success once, appends the OTA log.
-// A deleted task gets nothing.
+// Records a device's OTA progress once (a repeated write is a no-op), counts a success once, appends the OTA log,
+// and tells every broker on the commands stream (kind ota_progress), so that a device that moves to another broker
+// is known there. A finished device (succeeded, failed, timed out) stays finished: a broker that had not heard of it
+// yet gets the stored progress back instead (broker ""). A deleted task gets nothing.
 constexpr const char* kProgressScript = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 if prev == ARGV[2] then return 0 end
-local was_success = false
+local was_success, finished = false, false
 if prev then
   local ok, old = pcall(cjson.decode, prev)
-  if ok and type(old) == 'table' and old.state == 'succeeded' then was_success = true end
+  if ok and type(old) == 'table' then
+    was_success = old.state == 'succeeded'
+    finished = was_success or old.state == 'failed' or old.state == 'timed_out'
+  end
+end
+local function announce(progress, broker)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', '10000', '*', 'kind', 'ota_progress', 'task', ARGV[6],
+    'device', ARGV[1], 'progress', progress, 'broker', broker)
+end
+if finished then
+  announce(prev, '')
+  return 0
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 if ARGV[4] == '1' and not was_success then redis.call('HINCRBY', KEYS[1], 'upgrade_count', 1) end
@@ -86,6 +99,7 @@ if ARGV[3] ~= '0' then
     device_mac = '', device_sn = '', status = tonumber(ARGV[3]), execute_time = ARGV[7]}))
   redis.call('LTRIM', KEYS[3], -100000, -1)
 end
+announce(ARGV[2], ARGV[8])
 return 1
 )lua";
 
@@ -557,9 +571,9 @@ StoreResult RedisStore::run(const StoreJob& job) {
       write = with_fields({"HSET", key("ota:version:" + job.product + ":" + job.device)});
       break;
     case StoreJob::Type::ota_progress:
-      write = {"EVAL", kProgressScript, "4", key("ota:task:" + get("task")), key("ota:progress:" + get("task")),
-               key("ota:logs"), key("ota:log_seq"), job.device, get("progress"), get("log_status"),
-               get("count_success"), job.product, get("task"), get("execute_time")};
+      write = {"EVAL", kProgressScript, "5", key("ota:task:" + get("task")), key("ota:progress:" + get("task")),
+               key("ota:logs"), key("ota:log_seq"), key("commands"), job.device, get("progress"), get("log_status"),
+               get("count_success"), job.product, get("task"), get("execute_time"), get("broker")};
       break;
     case StoreJob::Type::emu_result:
       write = with_fields({"EVAL", kEmuResultScript, "1", key("emu:result:" + job.product + ":" + job.device)});

@@ -58,7 +58,9 @@ Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
     : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)),
       ota_(config_, log_, effects_, clock_), bans_(config_),
       context_{config_, log_, effects_, clock_, registry_, ota_, replies_, passwords_},
-      lierda_(context_), krt_(context_), emu_(context_), accounts_(context_) {}
+      lierda_(context_), krt_(context_), emu_(context_), accounts_(context_) {
+  ota_.set_broker_id(broker_id_);
+}
 
 ProtocolModule& Gate::module_of(Protocol protocol) const {
   switch (protocol) {
@@ -399,6 +401,9 @@ void Gate::on_command(const Command& command) {
   std::string kind = get("kind");
   if (kind == "fleet") {
     on_fleet_event(command.fields);
+  } else if (kind == "ota_progress") {
+    // Another broker's (or Redis's own, broker "") progress of a device; ours is known already.
+    if (get("broker") != broker_id_) ota_.on_progress_elsewhere(get("task"), get("device"), get("progress"));
   } else if (kind == "ask_firmware") {
     ask_firmware(get("product"), get("device"));
   } else if (kind == "push") {

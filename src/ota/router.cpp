@@ -168,6 +168,20 @@ void OtaRouter::on_task(const std::string& id, const std::optional<Fields>& fiel
   else log_.warning("iotgate: task change ignored: " + err);
 }
 
+void OtaRouter::on_progress_elsewhere(const std::string& task_id, const std::string& device, std::string_view json) {
+  if (!tasks_.count(task_id)) return;
+  auto p = ota_progress_from_json(json);
+  if (!p) {
+    log_.warning("iotgate: OTA progress of " + device + " in task " + task_id + " from another broker ignored: malformed");
+    return;
+  }
+  // Its wall-clock times are the other broker's: the session rules compare them with this broker's sessions, which
+  // began later when the device moved here.
+  p->notified_ms = p->notified_at * 1000;
+  p->acked_ms = p->acked_at * 1000;
+  progress_[task_id][device] = std::move(*p);
+}
+
 const OtaTask* OtaRouter::task(const std::string& id) const {
   auto it = tasks_.find(id);
   return it == tasks_.end() ? nullptr : &it->second;
@@ -220,7 +234,8 @@ void OtaRouter::set_progress(const OtaTask& t, const std::string& device, OtaPro
                 {"progress", to_json(p)},
                 {"log_status", std::to_string(log_status)},
                 {"count_success", count_success ? "1" : "0"},
-                {"execute_time", execute_time(clock_())}};
+                {"execute_time", execute_time(clock_())},
+                {"broker", broker_id_}};
   progress_[t.id][device] = std::move(p);
   effects_.submit(std::move(job));
 }

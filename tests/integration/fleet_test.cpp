@@ -231,5 +231,86 @@ TEST_F(FleetTest, DevicesBehindHaproxyAndABackEndOnEveryBroker) {
   haproxy.terminate(seconds(2));
 }
 
+// OTA progress recorded on one broker is known on the other within a second: a device notified and acked on A
+// that reconnects to B with the target version counts as succeeded, once, and A's timeout sweep leaves it be; a
+// device that failed on A is not notified again on B; an ack on B for A's DownID counts.
+TEST_F(FleetTest, OtaProgressRecordedOnOneBrokerIsKnownOnTheOther) {
+  for (const char* eui : {"OTADEV1", "OTADEV2", "OTADEV3"}) add_lierda_device(kPid, eui, kSecret);
+  std::string task = json_string(cli({"task", "create", "--product-id", kPid, "--name", "fw-2.0", "--type", "wifi",
+                                      "--from-version", "1.0", "--target-version", "2.0", "--target-url",
+                                      "http://fw.example/2.0.bin", "--target-md5", "0123456789abcdef0123456789abcdef",
+                                      "--target-size", "4096", "--upgrade-timeout", "3"}),
+                                 "id");
+  cli({"--operator", "alice", "task", "submit", task, "--reviewer", "bob"});
+  cli({"--operator", "bob", "task", "review", task, "--approve"});
+  std::this_thread::sleep_for(milliseconds(700));
+  auto prefix = [&](const std::string& eui) { return "/sys/" + kOpenid + "/" + kPid + "/" + eui + "/"; };
+  auto on = [&](Broker& b, const std::string& eui, int ts) {
+    V2Creds c = v2_creds(kPid, eui, kSecret, 0, ts);
+    return connect_to(b, c.client_id, c.username, c.password);
+  };
+  auto report = [&](MqttClient& dev, const std::string& eui, const std::string& version) {
+    EXPECT_EQ(dev.publish(prefix(eui) + "firmware_report",
+                          R"({"MessageId":7,"HeaderCtrl":8,"Payload":{"SoftVer":")" + version + R"("},"Version":"2.0"})", 1),
+              0);
+    EXPECT_TRUE(dev.wait_message(prefix(eui) + "firmware_report_ack", seconds(3)));
+  };
+  auto ack = [&](MqttClient& dev, const std::string& eui, const std::string& down_id) {
+    EXPECT_EQ(dev.publish(prefix(eui) + "ota_notify_ack",
+                          R"({"MessageId":8,"HeaderCtrl":9,"Payload":{"DownID":")" + down_id + R"("},"Version":"2.0"})", 1),
+              0);
+  };
+  auto state = [&](const std::string& eui) {
+    std::string json = redis.cli({"HGET", "iotgate:ota:progress:" + task, eui});
+    auto d = parse(json);
+    return d.IsObject() ? std::string(d["state"].GetString()) : std::string("none");
+  };
+  // 1: notified and acked on A, then on B with the new version.
+  auto a1 = on(*broker, "OTADEV1", 1);
+  report(*a1, "OTADEV1", "1.0");
+  auto n1 = a1->wait_message(prefix("OTADEV1") + "ota_notify", seconds(3));
+  ASSERT_TRUE(n1);
+  ack(*a1, "OTADEV1", parse(n1->payload)["Payload"]["DownID"].GetString());
+  // 2: notified on A, acked on B (A's DownID), then reports the new version there.
+  auto a2 = on(*broker, "OTADEV2", 1);
+  report(*a2, "OTADEV2", "1.0");
+  auto n2 = a2->wait_message(prefix("OTADEV2") + "ota_notify", seconds(3));
+  ASSERT_TRUE(n2);
+  // 3: notified on A, fails there (reports a third version from a new session).
+  auto a3 = on(*broker, "OTADEV3", 1);
+  report(*a3, "OTADEV3", "1.0");
+  ASSERT_TRUE(a3->wait_message(prefix("OTADEV3") + "ota_notify", seconds(3)));
+  a3->disconnect();
+  auto a3b = on(*broker, "OTADEV3", 2);
+  report(*a3b, "OTADEV3", "1.5");
+  a3b->disconnect();
+  EXPECT_EQ(state("OTADEV1"), "acked");
+  EXPECT_EQ(state("OTADEV3"), "failed");
+  std::this_thread::sleep_for(milliseconds(1000));  // what A recorded reaches B
+  a1->disconnect();
+  a2->disconnect();
+  auto b1 = on(*broker_b, "OTADEV1", 2);
+  report(*b1, "OTADEV1", "2.0");
+  auto b2 = on(*broker_b, "OTADEV2", 2);
+  ack(*b2, "OTADEV2", parse(n2->payload)["Payload"]["DownID"].GetString());
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(state("OTADEV2"), "acked");  // B knew A's DownID
+  b2->disconnect();
+  auto b2b = on(*broker_b, "OTADEV2", 3);
+  report(*b2b, "OTADEV2", "2.0");
+  auto b3 = on(*broker_b, "OTADEV3", 3);
+  report(*b3, "OTADEV3", "1.0");
+  EXPECT_FALSE(b3->wait_message(prefix("OTADEV3") + "ota_notify", milliseconds(800)));  // failed stays failed
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(state("OTADEV1"), "succeeded");
+  EXPECT_EQ(state("OTADEV2"), "succeeded");
+  EXPECT_EQ(state("OTADEV3"), "failed");
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:ota:task:" + task, "upgrade_count"}), "2");  // each success once
+  // Past the upgrade timeout (3 s after the notification), A's sweep must not time the finished devices out.
+  std::this_thread::sleep_for(milliseconds(3500));
+  EXPECT_EQ(state("OTADEV1"), "succeeded");
+  EXPECT_EQ(state("OTADEV2"), "succeeded");
+}
+
 }  // namespace
 }  // namespace iotgate::test

@@ -90,6 +90,12 @@ class OtaRouter {
   std::vector<std::string> push(const std::string& task_id, const std::vector<std::string>& devices);
   bool is_pushed(const std::string& task_id, const std::string& device) const;
 
+  // A device's progress as another broker on the same Redis recorded it (or as Redis kept it when this broker's
+  // write came too late): known here from now on, not written again.
+  void on_progress_elsewhere(const std::string& task_id, const std::string& device, std::string_view json);
+  // Names this broker in the progress it writes (whose announcements it then skips).
+  void set_broker_id(std::string id) { broker_id_ = std::move(id); }
+
   // Moves notified / acked devices past their task's timeouts to timed_out. Call about once a second.
   void sweep_timeouts();
 
@@ -115,6 +121,7 @@ class OtaRouter {
   std::unordered_map<std::string, std::unordered_map<std::string, OtaProgress>> progress_;
   std::unordered_map<std::string, std::unordered_set<std::string>> pushed_;
   std::unordered_map<std::string, Bucket> buckets_;
+  std::string broker_id_;
 };
 
 }  // namespace iotgate
