@@ -23,7 +23,9 @@ const char* kUsage = R"(Usage: iotgate-api [--listen HOST:PORT] [--redis URI] [-
 
 HTTP API of iotgate's upgrade tasks (seed 002) and of the web console (docs/api.md).
   --listen HOST:PORT  address to serve (default 127.0.0.1:8080; port 0: any free port, printed)
-  --redis URI         Redis (default: $IOTGATE_REDIS, else redis://127.0.0.1:6379/0)
+  --redis URI         Redis (default: $IOTGATE_REDIS, else redis://127.0.0.1:6379/0): redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],
+                      or sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTERNAME[/DB] for the primary
+                      that those Redis Sentinels name (asked again after a failover)
   --prefix P          key prefix (default: $IOTGATE_PREFIX, else iotgate:)
   --web DIR           static files served at / (default: the web/ folder of the source tree if it
                       exists; --web '' serves none)
@@ -114,8 +116,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "iotgate-api: cannot listen on %s\n", listen.c_str());
       return 1;
     }
-    std::fprintf(stderr, "iotgate-api: listening on %s:%d (redis %s:%d, prefix %s)\n", opt.host.c_str(), server.port(),
-                 opt.redis.host.c_str(), opt.redis.port, opt.prefix.c_str());
+    std::fprintf(stderr, "iotgate-api: listening on %s:%d (redis %s, prefix %s)\n", opt.host.c_str(), server.port(),
+                 describe(opt.redis).c_str(), opt.prefix.c_str());
     std::atomic<bool> signalled{false}, done{false};
     std::thread waiter([&] {
       int sig = 0;

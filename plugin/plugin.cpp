@@ -256,8 +256,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
         return MOSQ_ERR_UNKNOWN;
       }
     }
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s:%d db %d, key prefix '%s'; store process %d",
-                         g_plugin->config.redis_host.c_str(), g_plugin->config.redis_port, g_plugin->config.redis_db,
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s db %d, key prefix '%s'; store process %d",
+                         iotgate::describe_redis(g_plugin->config).c_str(), g_plugin->config.redis_db,
                          g_plugin->config.key_prefix.c_str(), static_cast<int>(g_plugin->store->pid()));
     *user_data = g_plugin;
     return MOSQ_ERR_SUCCESS;

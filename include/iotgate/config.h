@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "iotgate/log.h"
+#include "iotgate/sentinel.h"
 
 namespace iotgate {
 
@@ -16,6 +17,11 @@ struct Config {
   int redis_db = 0;
   std::string redis_password;
   int redis_timeout_ms = 2000;      // per command; a stalled Redis fails writes after this
+  // Redis Sentinel (docs/deployment.md): when set, the primary of redis_master_name is found by asking these sentinels
+  // (redis_host / redis_port are then not used) and found again after a failover.
+  std::vector<HostPort> redis_sentinels;
+  std::string redis_master_name;
+  std::string redis_sentinel_password;  // sent to a sentinel that asks for one (NOAUTH)
   std::string key_prefix = "iotgate:";
   int64_t clock_skew = 60;          // seconds a type-1 timestamp may run ahead of our clock
   int64_t session_key_ttl = 172800; // seconds (48 h)
@@ -35,6 +41,9 @@ struct Config {
   // always do: a free client id can take over (and kick) any other client's session.
   bool bind_account_client_ids = true;
 };
+
+// Where the plugin finds Redis, for the log: "HOST:PORT", or "sentinel master NAME via HOST:PORT,HOST:PORT".
+std::string describe_redis(const Config& config);
 
 // Returns the config, or a message naming the first bad option.
 std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::string, std::string>>& options);

@@ -14,6 +14,7 @@
 #include "iotgate/config.h"
 #include "iotgate/model.h"
 #include "iotgate/ota/router.h"
+#include "iotgate/sentinel.h"
 
 namespace iotgate {
 
@@ -100,16 +101,24 @@ class SnapshotBuilder {
 
 class RedisStore {
  public:
-  explicit RedisStore(const Config& config);
+  // client_name: given to Redis with CLIENT SETNAME (seen in CLIENT LIST); "" for none.
+  explicit RedisStore(const Config& config, std::string client_name = "");
   ~RedisStore();
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
 
   bool connected() const { return ctx_ != nullptr; }
-  // Connects (AUTH, SELECT); returns false and sets last_error() when it cannot.
+  // Connects (AUTH, SELECT, CLIENT SETNAME); returns false and sets last_error() when it cannot. With sentinels
+  // (Config::redis_sentinels) each call asks them for the primary again and checks it with ROLE, so reconnecting
+  // after a lost connection or a READONLY follows a failover.
   bool connect();
   void disconnect();
   const std::string& last_error() const { return error_; }
+  // Where the last successful connect() went.
+  const HostPort& address() const { return at_; }
+  // With sentinels, connected: whether they now name another primary (a failover that left this one running: it
+  // takes writes until they demote it, seconds later). false without sentinels, or when they cannot be asked.
+  bool primary_moved();
 
   // Last id of the changes stream ("0-0" when empty); nullopt on failure.
   std::optional<std::string> last_change_id();
@@ -143,8 +152,12 @@ class RedisStore {
   bool load_ota(const std::function<void(LoadRecord)>& sink);
   std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
   void fail(const std::string& what);
+  bool connect_to(const HostPort& at);
 
   Config config_;
+  std::string client_name_;
+  std::optional<SentinelResolver> sentinel_;
+  HostPort at_;
   redisContext* ctx_ = nullptr;
   std::string error_;
 };

@@ -39,6 +39,9 @@ class StoreWorker {
   static constexpr std::chrono::milliseconds kTouchDelay{50};
   // A load's records queued before the watcher waits for drain().
   static constexpr size_t kMaxQueuedRecords = 4096;
+  // With sentinels, how often the watcher asks whether they name another primary (a failover that left the old one
+  // running, which takes writes until they demote it).
+  static constexpr std::chrono::milliseconds kSentinelCheck{500};
 
  private:
   void writer_loop();
@@ -59,6 +62,9 @@ class StoreWorker {
   std::condition_variable events_cv_;
   std::vector<WorkerEvent> events_;
   std::function<void()> on_event_;
+
+  // Bumped by the watcher when the sentinels name another primary: the writer then leaves the old one too.
+  std::atomic<uint64_t> primary_moves_{0};
 
   std::mutex sleep_mutex_;
   std::condition_variable sleep_cv_;

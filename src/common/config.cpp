@@ -12,6 +12,13 @@ bool parse_int(const std::string& s, int64_t lo, int64_t hi, int64_t& out) {
 }
 }  // namespace
 
+std::string describe_redis(const Config& c) {
+  if (c.redis_sentinels.empty()) return to_string(HostPort{c.redis_host, c.redis_port});
+  std::string out = "sentinel master " + c.redis_master_name + " via ";
+  for (size_t i = 0; i < c.redis_sentinels.size(); ++i) out += (i ? "," : "") + to_string(c.redis_sentinels[i]);
+  return out;
+}
+
 std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::string, std::string>>& options) {
   Config c;
   using Setter = std::function<bool(const std::string&)>;
@@ -36,6 +43,17 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       {"redis_db", {integer(c.redis_db, 0, 1000), "a database number"}},
       {"redis_password", {[&](const std::string& v) { c.redis_password = v; return true; }, "a password"}},
       {"redis_timeout_ms", {integer(c.redis_timeout_ms, 50, 60000), "milliseconds 50-60000"}},
+      {"redis_sentinels",
+       {[&](const std::string& v) {
+          auto list = parse_host_ports(v, kSentinelPort, nullptr);
+          if (list) c.redis_sentinels = std::move(*list);
+          return list.has_value();
+        },
+        "a list HOST:PORT,HOST:PORT,... ([ADDRESS]:PORT for IPv6; the port defaults to 26379)"}},
+      {"redis_master_name",
+       {[&](const std::string& v) { c.redis_master_name = v; return valid_master_name(v); },
+        "a Sentinel master name (1-128 characters, no spaces, '/', ',' or '@')"}},
+      {"redis_sentinel_password", {[&](const std::string& v) { c.redis_sentinel_password = v; return true; }, "a password"}},
       {"key_prefix",
        {[&](const std::string& v) {
           c.key_prefix = v;
@@ -78,6 +96,10 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
     if (it == known.end()) return "unknown option plugin_opt_" + name;
     if (!it->second.first(value)) return "plugin_opt_" + name + " must be " + it->second.second;
   }
+  if (!c.redis_sentinels.empty() && c.redis_master_name.empty())
+    return "plugin_opt_redis_sentinels needs plugin_opt_redis_master_name (the name the sentinels monitor)";
+  if (c.redis_sentinels.empty() && !c.redis_master_name.empty())
+    return "plugin_opt_redis_master_name needs plugin_opt_redis_sentinels";
   return c;
 }
 

@@ -152,7 +152,11 @@ timeval to_timeval(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
 }  // namespace
 
-RedisStore::RedisStore(const Config& config) : config_(config) {}
+RedisStore::RedisStore(const Config& config, std::string client_name)
+    : config_(config), client_name_(std::move(client_name)) {
+  if (!config_.redis_sentinels.empty())
+    sentinel_.emplace(config_.redis_sentinels, config_.redis_master_name, config_.redis_sentinel_password);
+}
 RedisStore::~RedisStore() { disconnect(); }
 
 void RedisStore::disconnect() {
@@ -168,10 +172,39 @@ void RedisStore::fail(const std::string& what) {
 
 bool RedisStore::connect() {
   disconnect();
-  ctx_ = redisConnectWithTimeout(config_.redis_host.c_str(), config_.redis_port, to_timeval(config_.redis_timeout_ms));
+  if (!sentinel_) return connect_to(HostPort{config_.redis_host, config_.redis_port});
+  // The primary as the sentinels name it now, checked with ROLE: a sentinel that has not seen the failover yet may
+  // name the old primary, which is down or, back, a replica (or a primary about to be demoted, which is why the
+  // sentinels are asked rather than the last address redialled).
+  std::string error;
+  bool ok = sentinel_->resolve(std::chrono::milliseconds(config_.redis_timeout_ms),
+                               [this](const HostPort& at, std::string* why) {
+                                 if (!connect_to(at)) {
+                                   *why = error_;
+                                   return false;
+                                 }
+                                 Reply r = command({"ROLE"});
+                                 std::string role = role_of(r.get());
+                                 if (role == "master") return true;
+                                 *why = r ? "not a primary (ROLE " + (role.empty() ? "?" : role) + ")" : error_;
+                                 disconnect();
+                                 return false;
+                               },
+                               &error);
+  if (!ok) error_ = error;
+  return ok;
+}
+
+bool RedisStore::primary_moved() {
+  if (!sentinel_ || !ctx_) return false;
+  return sentinel_->still_names(at_, std::chrono::milliseconds(config_.redis_timeout_ms)) == false;
+}
+
+bool RedisStore::connect_to(const HostPort& at) {
+  disconnect();
+  ctx_ = redisConnectWithTimeout(at.host.c_str(), at.port, to_timeval(config_.redis_timeout_ms));
   if (!ctx_ || ctx_->err) {
-    error_ = "cannot connect to redis " + config_.redis_host + ":" + std::to_string(config_.redis_port) +
-             (ctx_ ? ": " + std::string(ctx_->errstr) : "");
+    error_ = "cannot connect to redis " + to_string(at) + (ctx_ ? ": " + std::string(ctx_->errstr) : "");
     disconnect();
     return false;
   }
@@ -193,6 +226,12 @@ bool RedisStore::connect() {
       return false;
     }
   }
+  if (!client_name_.empty()) {
+    // Only to tell the plugin's connections apart in CLIENT LIST: a Redis that refuses the command is used anyway.
+    Reply r = command({"CLIENT", "SETNAME", client_name_});
+    if (!r) return false;  // lost, or LOADING / BUSY: away (error_ says why)
+  }
+  at_ = at;
   return true;
 }
 
@@ -206,14 +245,16 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
   }
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
   if (!r) fail("redis " + argv[0]);
-  // A Redis still loading its data set after a restart (LOADING), stuck in a script (BUSY), or no longer the
-  // primary (READONLY: a failover demoted it; MASTERDOWN: a replica cut off from its primary) refuses every
-  // command for a while: that is Redis being away, not a write refused, so the caller holds the write and
-  // retries, as after a lost connection (dropping it would lose login/logout times, replay protection).
+  // A Redis still loading its data set after a restart (LOADING), stuck in a script (BUSY), no longer the
+  // primary (READONLY: a failover demoted it; MASTERDOWN: a replica cut off from its primary), or a primary that
+  // cannot reach the replicas min-replicas-to-write asks for (NOREPLICAS: cut off, as an old primary is after a
+  // failover) refuses every command for a while: that is Redis being away, not a write refused, so the caller
+  // holds the write and retries, as after a lost connection (dropping it would lose login/logout times, replay
+  // protection). With sentinels the retry asks them for the primary again.
   if (r && r->type == REDIS_REPLY_ERROR) {
     std::string_view text(r->str, r->len);
     if (text.substr(0, 8) == "LOADING " || text.substr(0, 5) == "BUSY " || text.substr(0, 9) == "READONLY " ||
-        text.substr(0, 11) == "MASTERDOWN ") {
+        text.substr(0, 11) == "MASTERDOWN " || text.substr(0, 11) == "NOREPLICAS ") {
       std::string what = "redis " + argv[0] + ": " + std::string(text.substr(0, text.find(' ')));
       freeReplyObject(r);
       fail(what);

@@ -6,6 +6,9 @@ namespace iotgate {
 namespace {
 constexpr auto kRetryMin = std::chrono::milliseconds(200);
 constexpr auto kRetryMax = std::chrono::milliseconds(3000);
+// With sentinels a retry asks them again, which finds the new primary once a failover has promoted one: retry at
+// least once a second, so the plugin is on the new primary within about a second of the promotion.
+constexpr auto kSentinelRetryMax = std::chrono::milliseconds(1000);
 }  // namespace
 
 StoreWorker::StoreWorker(const Config& config) : config_(config) {}
@@ -70,8 +73,10 @@ bool StoreWorker::sleep_unless_stopped(std::chrono::milliseconds d) {
 }
 
 void StoreWorker::writer_loop() {
-  RedisStore store(config_);
+  RedisStore store(config_, "iotgate-writer");
+  const auto retry_max = config_.redis_sentinels.empty() ? kRetryMax : kSentinelRetryMax;
   auto retry = kRetryMin;
+  uint64_t writer_moves = primary_moves_.load();
   bool reported_down = false;
   auto urgent = [this] { return stop_ || jobs_.size() >= kTouchBatch || jobs_.back().type != StoreJob::Type::touch_device; };
   // Redis is away: say so once per outage, then wait the backoff before the next round tries again.
@@ -81,7 +86,7 @@ void StoreWorker::writer_loop() {
       reported_down = true;
     }
     sleep_unless_stopped(retry);
-    retry = std::min(retry * 2, kRetryMax);
+    retry = std::min(retry * 2, retry_max);
   };
   while (true) {
     // Next batch: one job, or every touch queued (up to kTouchBatch): a login storm costs one write per batch.
@@ -113,6 +118,9 @@ void StoreWorker::writer_loop() {
       jobs_.swap(kept);
       return jobs_.size();
     };
+    // The watcher saw the sentinels name another primary: leave this one (it may still take writes, to lose them).
+    const uint64_t moves = primary_moves_.load();
+    if (moves != writer_moves) store.disconnect();
     if (!store.connected() && !store.connect()) {
       size_t held = hold_writes(batch);
       if (stop_) break;
@@ -120,6 +128,7 @@ void StoreWorker::writer_loop() {
                      " writes until it returns");
       continue;
     }
+    writer_moves = moves;
     bool is_touch = batch.front().type == StoreJob::Type::touch_device;
     StoreResult result = is_touch ? store.touch_many(batch) : store.run(batch.front());
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
@@ -147,8 +156,10 @@ void StoreWorker::writer_loop() {
 }
 
 void StoreWorker::watcher_loop() {
-  RedisStore store(config_);
+  RedisStore store(config_, "iotgate-watcher");
+  const auto retry_max = config_.redis_sentinels.empty() ? kRetryMax : kSentinelRetryMax;
   auto retry = kRetryMin;
+  HostPort primary;  // the primary the sentinels named last, to log each change
   bool reported_down = false;
   // Where the last connection stopped reading the streams; empty until a load has succeeded.
   std::string after, commands_after;
@@ -159,8 +170,13 @@ void StoreWorker::watcher_loop() {
         reported_down = true;
       }
       sleep_unless_stopped(retry);
-      retry = std::min(retry * 2, kRetryMax);
+      retry = std::min(retry * 2, retry_max);
       continue;
+    }
+    if (!config_.redis_sentinels.empty() && !(store.address() == primary)) {
+      primary = store.address();
+      log(LogLevel::notice, "iotgate: redis primary of sentinel master " + config_.redis_master_name + ": " +
+                                to_string(primary));
     }
     // Back after an outage: when the changes stream still holds the last entry read, nothing after it was trimmed,
     // so following it from there misses nothing and spares the broker a reload of everything.
@@ -195,6 +211,7 @@ void StoreWorker::watcher_loop() {
     }
     reported_down = false;
     retry = kRetryMin;
+    auto next_check = std::chrono::steady_clock::now() + kSentinelCheck;
     while (!stop_) {
       std::vector<Command> commands;
       auto updates = store.read_changes(after, commands_after, 500, commands);
@@ -205,6 +222,15 @@ void StoreWorker::watcher_loop() {
       }
       for (auto& u : *updates) emit(std::move(u));
       for (auto& c : commands) emit(std::move(c));
+      if (!config_.redis_sentinels.empty() && std::chrono::steady_clock::now() >= next_check) {
+        next_check = std::chrono::steady_clock::now() + kSentinelCheck;
+        if (store.primary_moved()) {
+          log(LogLevel::notice, "iotgate: the sentinels name another primary than " + to_string(store.address()) +
+                                    "; moving to it");
+          primary_moves_.fetch_add(1);
+          break;  // connect() asks the sentinels again
+        }
+      }
     }
   }
 }
