@@ -45,20 +45,25 @@ bool not_serving(const redisReply* r) {
   return e.rfind("READONLY ", 0) == 0 || e.rfind("MASTERDOWN ", 0) == 0 || e.rfind("NOREPLICAS ", 0) == 0;
 }
 
+// Moves "[USER:]PASSWORD@" from the front of `rest` into `out` (redis-cli reads a lone credential as the password).
+void take_credentials(std::string& rest, RedisUri& out) {
+  auto at = rest.rfind('@');
+  if (at == std::string::npos) return;
+  std::string cred = rest.substr(0, at);
+  rest = rest.substr(at + 1);
+  if (auto colon = cred.find(':'); colon != std::string::npos) {
+    out.user = cred.substr(0, colon);
+    out.password = cred.substr(colon + 1);
+  } else {
+    out.password = cred;
+  }
+}
+
 // sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTERNAME[/DB]
 RedisUri parse_sentinel_uri(std::string rest) {
   RedisUri out;
   if (auto q = rest.find('?'); q != std::string::npos) rest.resize(q);
-  if (auto at = rest.rfind('@'); at != std::string::npos) {  // a master name has no '@'
-    std::string cred = rest.substr(0, at);
-    rest = rest.substr(at + 1);
-    if (auto colon = cred.find(':'); colon != std::string::npos) {
-      out.user = cred.substr(0, colon);
-      out.password = cred.substr(colon + 1);
-    } else {
-      out.password = cred;
-    }
-  }
+  take_credentials(rest, out);  // a master name has no '@'
   auto slash = rest.find('/');
   if (slash == std::string::npos) throw std::invalid_argument("a sentinel URI names its master: sentinel://HOST:PORT/MASTERNAME");
   std::string why;
@@ -94,16 +99,7 @@ RedisUri parse_redis_uri(const std::string& uri) {
     rest.resize(slash);
     if (!db.empty() && !to_int(db, out.db, 0, 1000000)) throw std::invalid_argument("invalid database number");
   }
-  if (auto at = rest.rfind('@'); at != std::string::npos) {
-    std::string cred = rest.substr(0, at);
-    rest = rest.substr(at + 1);
-    if (auto colon = cred.find(':'); colon != std::string::npos) {
-      out.user = cred.substr(0, colon);
-      out.password = cred.substr(colon + 1);
-    } else {
-      out.password = cred;  // redis-cli reads a lone credential as the password
-    }
-  }
+  take_credentials(rest, out);
   if (!rest.empty() && rest.front() == '[') {  // [IPv6]:port
     auto close = rest.find(']');
     if (close == std::string::npos) throw std::invalid_argument("unclosed [ in host");

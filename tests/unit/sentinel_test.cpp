@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "store_jobs.h"
 #include "iotgate/config.h"
 #include "iotgate/sentinel.h"
 #include "iotgate/store.h"
@@ -328,13 +329,7 @@ TEST(SentinelResolver, NoReplicasCountsAsUnavailable) {
   config.redis_port = lonely.port();
   RedisStore store(config);
   ASSERT_TRUE(store.connect());
-  StoreJob job;
-  job.type = StoreJob::Type::touch_device;
-  job.durable = true;
-  job.product = "P1";
-  job.device = "D1";
-  job.fields = {{"last_offline", "1700000000"}};
-  StoreResult r = store.touch_many({job});
+  StoreResult r = store.touch_many({iotgate::test::held_logout_time()});
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error, "unavailable");
   EXPECT_FALSE(store.connected());
@@ -359,13 +354,7 @@ TEST(SentinelResolver, AReadonlyPrimaryIsLeftForTheOneTheSentinelsNameNow) {
   RedisStore store(sentinel_config({sentinel.at()}));
   ASSERT_TRUE(store.connect());
   EXPECT_EQ(store.address(), demoted.at());
-  StoreJob job;
-  job.type = StoreJob::Type::touch_device;
-  job.durable = true;
-  job.product = "P1";
-  job.device = "D1";
-  job.fields = {{"last_offline", "1700000000"}};
-  StoreResult r = store.touch_many({job});
+  StoreResult r = store.touch_many({iotgate::test::held_logout_time()});
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error, "unavailable");
   EXPECT_FALSE(store.connected());
@@ -375,6 +364,6 @@ TEST(SentinelResolver, AReadonlyPrimaryIsLeftForTheOneTheSentinelsNameNow) {
   }
   ASSERT_TRUE(store.connect());
   EXPECT_EQ(store.address(), promoted.at());
-  EXPECT_TRUE(store.touch_many({job}).ok);
+  EXPECT_TRUE(store.touch_many({iotgate::test::held_logout_time()}).ok);
   EXPECT_EQ(promoted.commands().back(), "HSET iotgate:last_offline:P1 D1 1700000000");
 }

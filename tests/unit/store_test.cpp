@@ -10,8 +10,10 @@
 #include <thread>
 
 #include "iotgate/store.h"
+#include "store_jobs.h"
 
 using namespace iotgate;
+using iotgate::test::held_logout_time;
 
 namespace {
 // A stand-in for a Redis that refuses every command with one error: one that has just restarted and is loading its
@@ -56,16 +58,6 @@ class RefusingRedis {
   std::thread thread_;
 };
 
-// A durable write the writer holds while Redis is away: a device's logout time.
-StoreJob held_logout_time() {
-  StoreJob job;
-  job.type = StoreJob::Type::touch_device;
-  job.durable = true;
-  job.product = "P1";
-  job.device = "D1";
-  job.fields = {{"last_offline", "1700000000"}};
-  return job;
-}
 }  // namespace
 
 // Found by CI: a login time held while Redis was down was dropped as "refused" when the first attempt after the
