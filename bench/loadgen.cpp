@@ -1200,7 +1200,8 @@ int mode_publish(Options& o) {
   sub.host = host;
   sub.port = port;
   Creds sc;
-  sc.client_id = "bench-sub-" + std::to_string(getpid());
+  // A service account's client id is bound to its name (NAME or NAME:ANYTHING, plugin_opt_bind_account_client_ids).
+  sc.client_id = (sub_user.empty() ? std::string("bench-sub") : sub_user) + ":" + std::to_string(getpid());
   if (!sub_user.empty()) {
     sc.username = sub_user;
     sc.password = sub_pass;
