@@ -17,9 +17,11 @@
 #include <vector>
 
 #include "iotgate/config.h"
+#include "iotgate/crypto.h"
 #include "iotgate/gate.h"
 #include "iotgate/log.h"
 #include "iotgate/store_process.h"
+#include "metrics_http.h"
 
 namespace {
 
@@ -80,6 +82,7 @@ struct Plugin {
   std::unique_ptr<StoreProcess> store;
   std::unique_ptr<BrokerEffects> effects;
   std::unique_ptr<Gate> gate;
+  int64_t metrics_sent_at = 0;  // Unix seconds of the last sample handed to the store process
 };
 Plugin* g_plugin = nullptr;
 
@@ -172,6 +175,13 @@ int on_tick(int, void*, void*) {
     }
     g_plugin->gate->tick();
     g_plugin->effects->run_kicks();
+    if (g_plugin->config.metrics_listen) {  // once a second: the page is a Prometheus scrape, not a live view
+      const int64_t now = unix_now();
+      if (now != g_plugin->metrics_sent_at) {
+        g_plugin->metrics_sent_at = now;
+        g_plugin->store->report_metrics(g_plugin->gate->metrics(now));
+      }
+    }
     g_plugin->store->flush();  // what this tick's callbacks asked for
     return MOSQ_ERR_SUCCESS;
   });
@@ -237,9 +247,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
     auto plugin = std::make_unique<Plugin>();
     plugin->id = identifier;
     plugin->config = std::get<Config>(parsed);
+    plugin->config.broker_id = random_hex(8);  // the gate's and the store process's (Config::broker_id)
     plugin->log.set_level(plugin->config.log_level);
     plugin->log.set_rate(plugin->config.log_burst, plugin->config.log_window);
-    plugin->store = std::make_unique<StoreProcess>(plugin->config);
+    plugin->store = std::make_unique<StoreProcess>(plugin->config, serve_metrics);
     plugin->effects = std::make_unique<BrokerEffects>(*plugin->store);
     plugin->gate = std::make_unique<Gate>(plugin->config, plugin->log, *plugin->effects, unix_now);
     // Forked now, while the broker has one thread, and before the listeners exist.

@@ -1,6 +1,7 @@
 // Plugin options (plugin_opt_* lines); each is documented with its default in conf/iotgate.conf.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -40,6 +41,11 @@ struct Config {
   // Service accounts log in with the client id NAME or NAME:ANYTHING (true), or any client id (false). EMU gateways
   // always do: a free client id can take over (and kick) any other client's session.
   bool bind_account_client_ids = true;
+  // This broker among those sharing the Redis: not an option, made at start (random) and shared by the gate and the
+  // store process, which skips the fleet announcements this broker made itself. Empty: the gate makes one.
+  std::string broker_id;
+  // Where the store process serves the Prometheus metrics page (metrics.h); unset: no page.
+  std::optional<HostPort> metrics_listen;
 };
 
 // Where the plugin finds Redis, for the log: "HOST:PORT", or "sentinel master NAME via HOST:PORT,HOST:PORT".

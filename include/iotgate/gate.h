@@ -2,8 +2,10 @@
 // keeps what every protocol shares (the session table, the registry, bans, replies waiting for the store) and
 // dispatches the rest to the protocol modules (protocol.h). Knows nothing of mosquitto; the adapter feeds it.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include "iotgate/lierda/lierda.h"
 #include "iotgate/log.h"
 #include "iotgate/login_bans.h"
+#include "iotgate/metrics.h"
 #include "iotgate/model.h"
 #include "iotgate/ota/router.h"
 #include "iotgate/protocol.h"
@@ -69,6 +72,8 @@ class Gate {
   const OtaRouter& ota() const { return ota_; }
   // This broker among those sharing the Redis (random, made at start).
   const std::string& broker_id() const { return broker_id_; }
+  // The counters of the metrics page (metrics.h), as of `now` (Unix seconds).
+  MetricSamples metrics(int64_t now) const;
 
  private:
   struct Session {
@@ -155,13 +160,33 @@ class Gate {
                      TopicText topic, std::string_view* suffix = nullptr);
   void log_acl_denial(std::string_view client_id, Access access, std::string_view topic, const char* who);
   void on_fleet_event(const Fields& fields);
+  // Says on the commands stream that this broker is alive (every kHeartbeat), and counts the brokers heard from
+  // lately: fleet-wide OTA rate limits are shared among them (OtaRouter::set_fleet_size).
+  void heartbeat(int64_t now);
+  static constexpr int64_t kHeartbeat = 10;       // seconds
+  static constexpr int64_t kBrokerSilence = 35;   // seconds without a word after which a broker counts as gone
+
+  // Counted for the metrics page only where a login, a refusal, a ban or a denial happens: an allowed message
+  // passes no counter.
+  static constexpr size_t kSessionKinds = static_cast<size_t>(SessionKind::account) + 1;
+  struct Counters {
+    std::array<uint64_t, kSessionKinds> accepted{};
+    std::array<uint64_t, kSessionKinds> sessions{};  // held now
+    std::map<std::pair<std::string, std::string>, uint64_t> refused;  // (protocol, reason key)
+    std::array<uint64_t, 4> acl_denied{};  // by Access
+    uint64_t bans_username = 0, bans_address = 0;
+  };
+  void count_refusal(const char* protocol, const Refusal& r) { ++counters_.refused[{protocol, r.reason_key}]; }
+  [[gnu::noinline]] void count_denial(Access access) { ++counters_.acl_denied[static_cast<size_t>(access)]; }
+  void count_session(SessionKind kind, int delta) { counters_.sessions[static_cast<size_t>(kind)] += delta; }
 
   Config config_;
   Log& log_;
   Effects& effects_;
+  Counters counters_;
   Clock clock_;
   Registry registry_;
-  std::string broker_id_ = random_hex(8);
+  std::string broker_id_ = config_.broker_id.empty() ? random_hex(8) : config_.broker_id;
   bool loaded_ = false;
   // Looked up by connection and id on every ACL check and message; no string is built per lookup.
   Sessions sessions_;
@@ -176,6 +201,8 @@ class Gate {
   VerifiedPasswords passwords_;
   OtaRouter ota_;
   int64_t last_sweep_ = 0;
+  int64_t last_heartbeat_ = 0;
+  std::unordered_map<std::string, int64_t> brokers_heard_;  // other brokers -> when they last said something
   LoginBans bans_;
   GateContext context_;
   LierdaModule lierda_;

@@ -22,6 +22,8 @@ class LoginBans {
   // The ban, if any, that refuses a login from `address` with `username` now: its end and what it covers.
   std::optional<std::pair<int64_t, Ban>> ban_of(const std::string& address, const std::string& username,
                                                 int64_t now) const;
+  // How many bans are in force at `now` (an address's and each of its usernames' count apart).
+  size_t active(int64_t now) const;
   // Forgets addresses whose window and ban are over.
   void forget_quiet(int64_t now);
 

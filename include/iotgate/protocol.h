@@ -53,6 +53,7 @@ struct Resolution {
   std::optional<Identity> identity;
   Refusal refusal{"", ""};
   Device* device = nullptr;  // set by resolvers that looked the device up anyway (saves a second lookup)
+  const char* claimed_by = "unknown";  // the module that claimed the login (metrics); set by the gate
 };
 
 // The password of a login. Null: resolve the identity from the names alone (the ACL checks of wills and retained

@@ -14,12 +14,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "iotgate/config.h"
+#include "iotgate/metrics.h"
 #include "iotgate/store.h"
 #include "iotgate/wire.h"
 #include "iotgate/worker.h"
@@ -36,7 +38,13 @@ class StoreProcess {
   // Encoded jobs kept while the store process does not read them (it is stopped or stuck); more are dropped.
   static constexpr size_t kMaxUnsentBytes = 64u << 20;
 
-  explicit StoreProcess(const Config& config);
+  // Serves the metrics page from the store process: the adapter's HTTP server (the core speaks no HTTP). Called in the
+  // store process, once its threads run, when plugin_opt_metrics_listen is set; `page` renders the page (on any
+  // thread). Returns why it cannot listen, or nullopt once it does (on threads of its own).
+  using MetricsServer =
+      std::function<std::optional<std::string>(const HostPort& at, std::function<std::string()> page)>;
+
+  explicit StoreProcess(const Config& config, MetricsServer metrics_server = {});
   ~StoreProcess();
   StoreProcess(const StoreProcess&) = delete;
   StoreProcess& operator=(const StoreProcess&) = delete;
@@ -44,6 +52,8 @@ class StoreProcess {
   // Forks the store process. Call while this process has a single thread: a fork copies only the caller's.
   bool start(std::string* error);
   void submit(const StoreJob& job);
+  // Hands the broker's metric samples to the store process (which serves the latest); sent by the next flush().
+  void report_metrics(const MetricSamples& samples);
   // Writes what submit() encoded, as much as the socket takes now.
   void flush();
   std::vector<StoreEvent> drain(std::chrono::milliseconds budget = kDrainBudget);
@@ -65,6 +75,7 @@ class StoreProcess {
   void close_socket();
 
   Config config_;
+  MetricsServer metrics_server_;
   std::atomic<uint64_t>* doorbell_ = nullptr;  // in a MAP_SHARED page; the store process adds 1 after each write
   uint64_t seen_ = 0;
   int fd_ = -1;

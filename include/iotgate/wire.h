@@ -23,6 +23,7 @@ enum class Tag : uint8_t {
   log,
   command,
   held,         // store -> broker: writes not yet in Redis, the last frame before it exits
+  metrics,      // broker -> store: the broker's metric samples (metrics.h), for the store process's page
 };
 
 // Frames larger than this are refused (a whole OTA progress hash of a task with many devices fits).
@@ -32,6 +33,7 @@ void put_job(std::string& out, const StoreJob& job);
 void put_stop(std::string& out);
 void put_event(std::string& out, const WorkerEvent& event);
 void put_held(std::string& out, uint64_t writes);
+void put_metrics(std::string& out, const Fields& samples);
 
 struct Frame {
   Tag tag;
@@ -44,5 +46,6 @@ std::optional<Frame> next_frame(std::string_view buffer, size_t* used);
 std::optional<StoreJob> get_job(std::string_view body);
 std::optional<WorkerEvent> get_event(Tag tag, std::string_view body);
 std::optional<uint64_t> get_held(std::string_view body);
+std::optional<Fields> get_metrics(std::string_view body);
 
 }  // namespace iotgate::wire

@@ -12,6 +12,7 @@
 
 #include "iotgate/config.h"
 #include "iotgate/log.h"
+#include "iotgate/metrics.h"
 #include "iotgate/store.h"
 
 namespace iotgate {
@@ -33,6 +34,10 @@ class StoreWorker {
   // Called (on a worker thread, no lock held) after each event: the caller learns there is something to drain.
   void set_on_event(std::function<void()> on_event) { on_event_ = std::move(on_event); }
   size_t held_writes() const;
+  // For the metrics page (any thread).
+  StoreStats stats() const;
+  // Passes a line to the broker's log, as the worker's own lines go.
+  void report(LogLine line) { emit(std::move(line)); }
   // Writes kept while Redis is unreachable beyond this many are dropped, oldest first, with a warning.
   static constexpr size_t kMaxHeldWrites = 200000;
   static constexpr size_t kTouchBatch = 500;
@@ -62,6 +67,11 @@ class StoreWorker {
   std::condition_variable events_cv_;
   std::vector<WorkerEvent> events_;
   std::function<void()> on_event_;
+
+  // For stats(): each thread says whether its connection works; the watcher records each full load.
+  std::atomic<bool> writer_down_{false}, watcher_up_{false};  // the writer: its last write found Redis away
+  std::atomic<uint64_t> loads_{0}, last_load_records_{0};
+  std::atomic<int64_t> last_load_at_{0}, last_load_us_{0};
 
   // Bumped by the watcher when the sentinels name another primary: the writer then leaves the old one too.
   std::atomic<uint64_t> primary_moves_{0};

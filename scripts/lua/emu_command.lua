@@ -5,7 +5,8 @@
 -- (emu_upgrade only).
 -- Builds the frame {"trace_id","mid","type","device_uid","sub_device_id","timestamp","data"} (type as
 -- seed 000 gives it: emu_version, ota_upgrade, emu_upgrade_result; data only for the upgrade), and
--- appends kind publish with the command topic and the frame to the commands stream.
+-- appends kind publish with the command topic, the frame and the gateway (product, device) to the commands stream: the
+-- broker that holds the gateway's session publishes it.
 -- Returns {"topic": .., "payload": <the frame>}.
 local TYPES = { emu_version = 'emu_version', emu_upgrade = 'ota_upgrade', emu_upgrade_result = 'emu_upgrade_result' }
 local UUID = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
@@ -31,7 +32,7 @@ local function main()
     data = data,
   }, { 'trace_id', 'mid', 'type', 'device_uid', 'sub_device_id', 'timestamp', 'data' })
   local topic = 'v1/' .. product.namespace .. '/' .. pref .. '/' .. did .. '/ota/' .. name .. '/command'
-  command('kind', 'publish', 'topic', topic, 'payload', frame)
+  command('kind', 'publish', 'topic', topic, 'payload', frame, 'product', pref, 'device', did)
   return jobj({ topic = topic, payload = { raw = frame } }, { 'topic', 'payload' })
 end
 

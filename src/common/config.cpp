@@ -50,6 +50,14 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
           return list.has_value();
         },
         "a list HOST:PORT,HOST:PORT,... ([ADDRESS]:PORT for IPv6; the port defaults to 26379)"}},
+      {"metrics_listen",
+       {[&](const std::string& v) {
+          auto list = parse_host_ports(v, 0, nullptr);
+          if (!list || list->size() != 1 || list->front().port == 0) return false;
+          c.metrics_listen = list->front();
+          return true;
+        },
+        "HOST:PORT ([ADDRESS]:PORT for IPv6), for example 127.0.0.1:9883"}},
       {"redis_master_name",
        {[&](const std::string& v) { c.redis_master_name = v; return valid_master_name(v); },
         "a Sentinel master name (1-128 characters, no spaces, '/', ',' or '@')"}},

@@ -123,6 +123,12 @@ void put_held(std::string& out, uint64_t writes) {
   end(out, at);
 }
 
+void put_metrics(std::string& out, const Fields& samples) {
+  size_t at = begin(out, Tag::metrics);
+  put_fields(out, samples);
+  end(out, at);
+}
+
 void put_event(std::string& out, const WorkerEvent& event) {
   std::visit(
       [&out](const auto& e) {
@@ -188,6 +194,13 @@ std::optional<StoreJob> get_job(std::string_view body) {
   job.limit = static_cast<int64_t>(r.u64());
   if (!r.done()) return std::nullopt;
   return job;
+}
+
+std::optional<Fields> get_metrics(std::string_view body) {
+  Reader r{body};
+  Fields samples = r.fields();
+  if (!r.done()) return std::nullopt;
+  return samples;
 }
 
 std::optional<WorkerEvent> get_event(Tag tag, std::string_view body) {

@@ -95,14 +95,21 @@ void Gate::refuse_log(const ClientInfo& client, const Refusal& r) {
 // clients that are gone); otherwise every secret must match.
 Resolution Gate::resolve(const ClientInfo& client, PasswordArg password) {
   if (!client.username) return {std::nullopt, {"no-username", "no username"}};
-  for (LoginResolver* resolver : resolvers_)
-    if (auto r = resolver->resolve(client.client_id, *client.username, password)) return std::move(*r);
+  static constexpr const char* kNames[] = {"lierda", "krt", "account", "emu"};  // resolvers_'s, for the metrics
+  for (size_t i = 0; i < std::size(resolvers_); ++i) {
+    if (auto r = resolvers_[i]->resolve(client.client_id, *client.username, password)) {
+      r->claimed_by = kNames[i];
+      return std::move(*r);
+    }
+  }
   return {std::nullopt, {"unknown-login", "unknown user"}};
 }
 
 bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view> password) {
   if (!loaded_) {
-    refuse_log(client, {"not-loaded", "device data not loaded from Redis yet"});
+    Refusal refusal{"not-loaded", "device data not loaded from Redis yet"};
+    refuse_log(client, refusal);
+    count_refusal("unknown", refusal);
     return false;
   }
   int64_t now = clock_();
@@ -125,16 +132,21 @@ bool Gate::authenticate(const ClientInfo& client, std::optional<std::string_view
         after_login(client, *r.identity, r.device);
         return true;
       }
-      refuse_log(client, {"address-banned", "address banned until " + std::to_string(ban->first) +
-                                                (ban->second == LoginBans::Ban::username ? " for this username" : "") +
-                                                " after repeated failed logins"});
+      Refusal refusal{"address-banned", "address banned until " + std::to_string(ban->first) +
+                                            (ban->second == LoginBans::Ban::username ? " for this username" : "") +
+                                            " after repeated failed logins"};
+      refuse_log(client, refusal);
+      count_refusal(r.claimed_by, refusal);
       return false;
     }
   }
   Resolution r = resolve(client, &pw);
   if (!r.identity) {
     refuse_log(client, r.refusal);
+    count_refusal(r.claimed_by, r.refusal);
     LoginBans::Ban ban = counted ? bans_.count_failure(address, username, now) : LoginBans::Ban::none;
+    if (ban == LoginBans::Ban::username) ++counters_.bans_username;
+    if (ban == LoginBans::Ban::address) ++counters_.bans_address;
     if (ban == LoginBans::Ban::username)
       log_.warning("iotgate: banning address " + address + " for username '" + username + "' for " +
                    std::to_string(config_.auth_ban_seconds) + " s after " + std::to_string(config_.auth_fail_limit) +
@@ -160,8 +172,12 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   // First: a rekey below belongs to this connection. The broker's id buffer, not `cid`, confirms later lookups.
   const Account* account = id.kind == SessionKind::account ? registry_.account(id.account) : nullptr;
   // A takeover: the connection that held the id keeps its own rights for its will (see departed_).
-  if (const Session* held = sessions_.find(client.client_id); held && held->handle != client.handle)
-    departed_.insert_or_assign(held->handle, held->identity);
+  if (const Session* held = sessions_.find(client.client_id)) {
+    if (held->handle != client.handle) departed_.insert_or_assign(held->handle, held->identity);
+    count_session(held->identity.kind, -1);  // replaced below
+  }
+  ++counters_.accepted[static_cast<size_t>(id.kind)];
+  count_session(id.kind, +1);
   departed_.erase(client.handle);  // the broker may give a new connection a departed one's address
   const int64_t started_ms = wall_ms();
   sessions_.put(client.client_id, Session{id, client.handle, started_ms, d, account, entries_epoch_, {}});
@@ -183,7 +199,9 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
 
 bool Gate::check_acl(const char* client_id, const void* handle, const char* username, Access access,
                      TopicText topic) {
-  return allows(sessions_.find(handle, client_id), handle, client_id, username, access, topic);
+  if (allows(sessions_.find(handle, client_id), handle, client_id, username, access, topic)) return true;
+  count_denial(access);
+  return false;
 }
 
 bool Gate::allows(const Sessions::Found& found, const void* handle, const char* client_id, const char* username,
@@ -309,14 +327,48 @@ Verdict Gate::on_publish(const char* client_id, const void* handle, const char* 
   if (found.summary && found.summary->kind != SessionKind::account) {
     const SessionView view = view_of(found);
     std::string_view suffix;  // the ACL finds it, the handler uses it: the topic is read once
-    if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) return Verdict::drop;
+    if (!device_allows(view.kind, view.prefix, client_id, Access::write, topic, &suffix)) {
+      count_denial(Access::write);
+      return Verdict::drop;
+    }
     if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
     return answer_platform(found, view.kind, client_id, handle, topic, suffix, payload);
   }
   // Accounts, and the write checks that are no client's PUBLISH (see above): judged, never answered.
-  if (!allows(found, handle, client_id, username, Access::write, topic)) return Verdict::drop;
+  if (!allows(found, handle, client_id, username, Access::write, topic)) {
+    count_denial(Access::write);
+    return Verdict::drop;
+  }
   if (retain) [[unlikely]] note_retained(found, topic.view(), payload.empty());
   return Verdict::pass;
+}
+
+MetricSamples Gate::metrics(int64_t now) const {
+  MetricSamples m;
+  constexpr SessionKind kinds[] = {SessionKind::lierda_auth, SessionKind::lierda_v2,   SessionKind::krt_register,
+                                   SessionKind::krt_device,  SessionKind::emu_gateway, SessionKind::account};
+  static_assert(std::size(kinds) == kSessionKinds);
+  for (SessionKind kind : kinds) {
+    const size_t i = static_cast<size_t>(kind);
+    auto protocol = protocol_of(kind);
+    const char* proto = protocol ? to_string(*protocol) : "account";
+    m[metric_key("iotgate_logins_accepted_total", {{"protocol", proto}, {"kind", to_string(kind)}})] =
+        std::to_string(counters_.accepted[i]);
+    m[metric_key("iotgate_sessions", {{"kind", to_string(kind)}})] = std::to_string(counters_.sessions[i]);
+  }
+  for (const auto& [key, n] : counters_.refused)
+    m[metric_key("iotgate_logins_refused_total", {{"protocol", key.first}, {"reason", key.second}})] = std::to_string(n);
+  constexpr std::pair<Access, const char*> accesses[] = {
+      {Access::read, "read"}, {Access::write, "write"}, {Access::subscribe, "subscribe"}, {Access::unsubscribe, "unsubscribe"}};
+  for (const auto& [access, name] : accesses)
+    m[metric_key("iotgate_acl_denials_total", {{"access", name}})] =
+        std::to_string(counters_.acl_denied[static_cast<size_t>(access)]);
+  m[metric_key("iotgate_bans_total", {{"scope", "username"}})] = std::to_string(counters_.bans_username);
+  m[metric_key("iotgate_bans_total", {{"scope", "address"}})] = std::to_string(counters_.bans_address);
+  m[metric_key("iotgate_bans_active", {})] = std::to_string(bans_.active(now));
+  m[metric_key("iotgate_loaded", {})] = loaded_ ? "1" : "0";
+  ota_.metrics(m);
+  return m;
 }
 
 void Gate::note_retained(const Sessions::Found& found, std::string_view topic, bool cleared) {
@@ -443,11 +495,19 @@ void Gate::on_command(const Command& command) {
     }
     log_.info("iotgate: cleared " + std::to_string(cleared) + " retained messages of a deleted device");
   } else if (kind == "publish") {
-    std::string topic = get("topic");
-    if (!is_valid_topic(topic)) {
-      log_.warning("iotgate: publish command with an invalid topic ignored");
+    // A command to an EMU gateway (emu_command.lua): carried out by the broker that holds the gateway's session, so
+    // that brokers bridged to each other deliver it once. A gateway connected nowhere does not get it (the CLI's
+    // answer says whether it was online).
+    std::string topic = get("topic"), product = get("product"), device = get("device");
+    if (!is_valid_topic(topic) || product.empty() || device.empty()) {
+      log_.warning("iotgate: publish command without a valid topic, product and device ignored");
       return;
     }
+    bool held = false;
+    for (const auto& [cid, s] : sessions_)
+      held = held || (s.identity.kind == SessionKind::emu_gateway && s.identity.product == product &&
+                      s.identity.device == device);
+    if (!held) return;
     effects_.publish(topic, get("payload"), 1);
     log_.info("iotgate: published a command on '" + topic + "'");
   } else {
@@ -465,6 +525,10 @@ void Gate::on_fleet_event(const Fields& fields) {
   };
   const std::string* broker = field("broker");
   if (!broker || *broker == broker_id_) return;  // our own: applied when it happened
+  if (brokers_heard_.insert_or_assign(*broker, clock_()).second) {  // a new one: it hears of this one at once
+    last_heartbeat_ = 0;
+    heartbeat(clock_());
+  }
   for (size_t i = 0;; ++i) {
     const std::string* client_id = field("c" + std::to_string(i));
     const std::string* at_text = field("a" + std::to_string(i));
@@ -491,12 +555,23 @@ void Gate::on_fleet_event(const Fields& fields) {
   }
 }
 
+void Gate::heartbeat(int64_t now) {
+  if (!loaded_) return;
+  if (now - last_heartbeat_ >= kHeartbeat) {
+    last_heartbeat_ = now;
+    context_.touch("", "", {{"broker", broker_id_}, {"alive", "1"}});
+  }
+  std::erase_if(brokers_heard_, [now](const auto& b) { return now - b.second > kBrokerSilence; });
+  ota_.set_fleet_size(1 + brokers_heard_.size());
+}
+
 void Gate::tick() {
   departed_.clear();
   for (const PendingReply& p : replies_.take_due()) answer(p, true, "", registry_.device(p.product, p.device));
   int64_t now = clock_();
   if (now == last_sweep_) return;
   last_sweep_ = now;
+  heartbeat(now);
   ota_.sweep_timeouts();
   if (now % 60 == 0) bans_.forget_quiet(now);
 }
@@ -549,6 +624,7 @@ void Gate::on_disconnect(std::string_view client_id, const void* handle) {
   // would mark the device offline while it is connected there).
   const int64_t ended = s->taken_over_at ? s->taken_over_at : clock_();
   sessions_.erase(client_id);
+  count_session(id.kind, -1);
   mark_offline(id, d, ended);
   departed_.insert_or_assign(handle, std::move(id));  // its will is checked next
 }
@@ -558,6 +634,7 @@ void Gate::on_shutdown() {
   for (const auto& [cid, s] : sessions_)
     mark_offline(s.identity, registry_.device_mut(s.identity.product, s.identity.device), now);
   sessions_.clear();
+  counters_.sessions = {};
 }
 
 // The session's device and account pointers save a lookup per use, unless a removal or reload made them stale.

@@ -46,6 +46,15 @@ LoginBans::Ban LoginBans::count_failure(const std::string& address, const std::s
   return Ban::username;
 }
 
+size_t LoginBans::active(int64_t now) const {
+  size_t n = 0;
+  for (const auto& [address, a] : failures_) {
+    n += a.address.banned_until > now;
+    for (const auto& [username, f] : a.by_username) n += f.banned_until > now;
+  }
+  return n;
+}
+
 void LoginBans::forget_quiet(int64_t now) {
   auto quiet = [&](const FailureCount& c) {
     return c.banned_until <= now && now - c.window_start >= config_.auth_fail_window;

@@ -208,12 +208,15 @@ bool OtaRouter::take_token(const OtaTask& t) {
   if (t.rate_limit <= 0) return true;
   Bucket& b = buckets_[t.id];
   int64_t now = now_ms();
-  double capacity = static_cast<double>(t.rate_limit);
+  // This broker's share of the fleet's rate (per minute); at least one notification fits in the bucket, so that a
+  // share below one a minute still notifies, one every 1/share minutes.
+  const double share = static_cast<double>(t.rate_limit) / static_cast<double>(fleet_size_);
+  const double capacity = std::max(1.0, share);
   if (!b.primed) {
-    b.tokens = capacity;
+    b.tokens = share;
     b.primed = true;
   } else {
-    b.tokens = std::min(capacity, b.tokens + static_cast<double>(now - b.last_ms) * capacity / 60000.0);
+    b.tokens = std::min(capacity, b.tokens + static_cast<double>(now - b.last_ms) * share / 60000.0);
   }
   b.last_ms = now;
   if (b.tokens < 1.0) return false;
@@ -236,8 +239,16 @@ void OtaRouter::set_progress(const OtaTask& t, const std::string& device, OtaPro
                 {"count_success", count_success ? "1" : "0"},
                 {"execute_time", execute_time(clock_())},
                 {"broker", broker_id_}};
+  ++events_[t.id][static_cast<size_t>(p.state)];
   progress_[t.id][device] = std::move(p);
   effects_.submit(std::move(job));
+}
+
+void OtaRouter::metrics(MetricSamples& out) const {
+  for (const auto& [task, counts] : events_)
+    for (size_t i = 0; i < kOtaStates; ++i)
+      out[metric_key("iotgate_ota_events_total", {{"task", task}, {"event", to_string(static_cast<OtaState>(i))}})] =
+          std::to_string(counts[i]);
 }
 
 void OtaRouter::on_report(const Identity& id, const FirmwareReport& report, int64_t session_started_ms,

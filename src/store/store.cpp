@@ -272,13 +272,16 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
   std::map<std::string, std::pair<std::string, Fields>> others;      // device key -> (product:device, fields)
   // What the other brokers on this Redis must hear (Gate::on_fleet_event): the client ids claimed by logins, and
   // the logout times that refuse a replayed type-1 password.
+  // And that this broker is alive (Gate::heartbeat), which shares fleet-wide rate limits among the live brokers.
   Fields fleet;
   size_t claims = 0, offs = 0;
+  bool alive = false;
   for (const auto& job : jobs) {
+    if (auto broker = job.fields.find("broker"); broker != job.fields.end()) fleet["broker"] = broker->second;
+    if (job.fields.count("alive")) alive = true;
     if (auto claim = job.fields.find("claim"); claim != job.fields.end()) {
-      auto at = job.fields.find("claim_at"), broker = job.fields.find("broker");
-      if (at == job.fields.end() || broker == job.fields.end()) continue;
-      fleet["broker"] = broker->second;
+      auto at = job.fields.find("claim_at");
+      if (at == job.fields.end() || !job.fields.count("broker")) continue;
       fleet["c" + std::to_string(claims)] = claim->second;
       fleet["a" + std::to_string(claims++)] = at->second;
     }
@@ -286,7 +289,7 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
       fleet["d" + std::to_string(offs)] = job.product + ":" + job.device;
       fleet["off" + std::to_string(offs++)] = off->second;
     }
-    if (job.product.empty()) continue;  // a claim alone (a session without a device)
+    if (job.product.empty()) continue;  // a claim alone (a session without a device), or a heartbeat
     for (const auto& [f, v] : job.fields) {
       if (f == "claim" || f == "claim_at" || f == "broker") continue;
       if (f == "last_online" || f == "last_offline") {
@@ -328,7 +331,7 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
     }
     if (!run(argv)) return res;
   }
-  if (claims + offs > 0 && !fleet["broker"].empty()) {
+  if ((claims + offs > 0 || alive) && fleet.count("broker")) {
     std::vector<std::string> argv = {"XADD", key("commands"), "MAXLEN", "~", "10000", "*", "kind", "fleet"};
     for (const auto& [f, v] : fleet) {
       argv.push_back(f);
@@ -561,6 +564,13 @@ std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& a
       (is_commands ? commands_after : after).assign(e->element[0]->str, e->element[0]->len);
       Fields f = fields_from_array(e->element[1]);
       if (is_commands) {
+        // This broker's own announcements (logins, logouts, OTA progress) were applied when they happened: not
+        // sent to the broker thread to be dropped there.
+        auto broker = f.find("broker");
+        if (broker != f.end() && !config_.broker_id.empty() && broker->second == config_.broker_id) {
+          const std::string& kind = f["kind"];
+          if (kind == "fleet" || kind == "ota_progress") continue;
+        }
         commands.push_back(Command{std::move(f)});
         continue;
       }

@@ -50,7 +50,8 @@ bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
 }
 
 // StoreWorker's threads do the Redis I/O; this thread moves jobs in and events out. Never returns.
-[[noreturn]] void run_store_process(const Config& config, int fd, std::atomic<uint64_t>* doorbell) {
+[[noreturn]] void run_store_process(const Config& config, int fd, std::atomic<uint64_t>* doorbell,
+                                    const StoreProcess::MetricsServer& metrics_server) {
   // mosquitto's signal handlers came with the fork. This process ends when the broker says so or goes away (end
   // of file on the socket), after writing what is queued: a Ctrl-C or a SIGTERM to the whole group must not
   // drop those writes.
@@ -72,6 +73,15 @@ bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
     (void)r;
   });
   worker.start();
+  MetricsBoard board;  // the broker's latest samples
+  if (config.metrics_listen && metrics_server) {
+    const std::string at = to_string(*config.metrics_listen);
+    auto error = metrics_server(*config.metrics_listen, [&board, &worker] { return render_metrics(board.broker(), worker.stats()); });
+    if (error)
+      worker.report(LogLine{LogLevel::error, "iotgate: cannot serve metrics on " + at + ": " + *error});
+    else
+      worker.report(LogLine{LogLevel::notice, "iotgate: metrics on http://" + at + "/metrics"});
+  }
   std::string in, out;
   auto send_events = [&] {
     out.clear();
@@ -107,6 +117,12 @@ bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
         worker.submit(std::move(*job));
         continue;
       }
+      if (frame->tag == wire::Tag::metrics) {
+        if (auto samples = wire::get_metrics(frame->body)) {
+          board.set_broker(std::move(*samples));
+          continue;
+        }
+      }
       if (frame->tag != wire::Tag::stop)
         wire::put_event(out, LogLine{LogLevel::error, "iotgate: the store process got a malformed message; exiting"});
       running = false;
@@ -131,7 +147,8 @@ bool send_all(int fd, std::string_view data, std::atomic<uint64_t>* doorbell) {
 
 // ---- the broker's side
 
-StoreProcess::StoreProcess(const Config& config) : config_(config) {}
+StoreProcess::StoreProcess(const Config& config, MetricsServer metrics_server)
+    : config_(config), metrics_server_(std::move(metrics_server)) {}
 
 StoreProcess::~StoreProcess() {
   if (pid_ > 0) {
@@ -164,7 +181,7 @@ bool StoreProcess::start(std::string* error) {
   }
   if (pid == 0) {
     ::close(sv[0]);
-    run_store_process(config_, sv[1], doorbell_);
+    run_store_process(config_, sv[1], doorbell_, metrics_server_);
   }
   ::close(sv[1]);
   fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -181,6 +198,11 @@ void StoreProcess::submit(const StoreJob& job) {
     return;
   }
   wire::put_job(out_, job);
+}
+
+void StoreProcess::report_metrics(const MetricSamples& samples) {
+  if (out_.size() - out_pos_ > kMaxUnsentBytes) return;  // a stuck store process: the next second sends them again
+  wire::put_metrics(out_, samples);
 }
 
 void StoreProcess::flush() {

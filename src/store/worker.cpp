@@ -40,6 +40,17 @@ void StoreWorker::submit(StoreJob job) {
   if (wake) jobs_cv_.notify_one();
 }
 
+StoreStats StoreWorker::stats() const {
+  StoreStats st;
+  st.redis_up = watcher_up_ && !writer_down_;
+  st.queued_jobs = held_writes();
+  st.loads = loads_;
+  st.last_load_at = last_load_at_;
+  st.last_load_seconds = static_cast<double>(last_load_us_) / 1e6;
+  st.last_load_records = last_load_records_;
+  return st;
+}
+
 size_t StoreWorker::held_writes() const {
   std::lock_guard lock(jobs_mutex_);
   return jobs_.size();
@@ -81,6 +92,7 @@ void StoreWorker::writer_loop() {
   auto urgent = [this] { return stop_ || jobs_.size() >= kTouchBatch || jobs_.back().type != StoreJob::Type::touch_device; };
   // Redis is away: say so once per outage, then wait the backoff before the next round tries again.
   auto wait_for_redis = [&](const std::string& warning) {
+    writer_down_ = true;
     if (!reported_down) {
       log(LogLevel::warning, warning);
       reported_down = true;
@@ -129,6 +141,7 @@ void StoreWorker::writer_loop() {
       continue;
     }
     writer_moves = moves;
+    writer_down_ = false;
     bool is_touch = batch.front().type == StoreJob::Type::touch_device;
     StoreResult result = is_touch ? store.touch_many(batch) : store.run(batch.front());
     if (!result.ok && result.error == "unavailable" && !store.connected()) {
@@ -165,6 +178,7 @@ void StoreWorker::watcher_loop() {
   std::string after, commands_after;
   while (!stop_) {
     if (!store.connect()) {
+      watcher_up_ = false;
       if (!reported_down) {
         log(LogLevel::warning, "iotgate: cannot load from redis (" + store.last_error() + "); retrying");
         reported_down = true;
@@ -199,7 +213,12 @@ void StoreWorker::watcher_loop() {
       auto position = store.last_change_id();
       // Commands given while no plugin was listening are stale: start after the newest one.
       auto commands_position = position ? store.last_command_id() : std::nullopt;
-      bool loaded = commands_position && store.load_all([this](LoadRecord r) { emit(std::move(r)); });
+      const auto load_start = std::chrono::steady_clock::now();
+      uint64_t records = 0;
+      bool loaded = commands_position && store.load_all([this, &records](LoadRecord r) {
+        ++records;
+        emit(std::move(r));
+      });
       // Reading every device hash allocates far more than it keeps: give the freed pages back to the system.
       malloc_trim(0);
       if (!loaded) {
@@ -208,7 +227,12 @@ void StoreWorker::watcher_loop() {
       }
       after = *position;
       commands_after = *commands_position;
+      last_load_us_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - load_start).count();
+      last_load_records_ = records;
+      last_load_at_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      ++loads_;
     }
+    watcher_up_ = true;
     reported_down = false;
     retry = kRetryMin;
     auto next_check = std::chrono::steady_clock::now() + kSentinelCheck;
@@ -216,6 +240,7 @@ void StoreWorker::watcher_loop() {
       std::vector<Command> commands;
       auto updates = store.read_changes(after, commands_after, 500, commands);
       if (!updates) {
+        watcher_up_ = false;
         log(LogLevel::warning, "iotgate: lost redis (" + store.last_error() + "); will follow it again when it returns");
         reported_down = true;
         break;

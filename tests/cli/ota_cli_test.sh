@@ -734,6 +734,8 @@ PAYLOAD=$(printf '%s' "$OUT" | sed 's/^{"topic":"[^"]*","payload"://; s/}$//')
 eq "commands kind" publish "$(last_command_field kind)"
 eq "commands topic" v1/wudun/PK1/gw1/ota/emu_version/command "$(last_command_field topic)"
 eq "commands payload = the printed frame" "$PAYLOAD" "$(last_command_field payload)"
+eq "commands: the gateway's product" PK1 "$(last_command_field product)"
+eq "commands: the gateway" gw1 "$(last_command_field device)"
 ok "emu upgrade (tenant)" emu upgrade --tenant T1 --device gw2 --url https://e.example.com/ems_II --md5 50A2811E047DD49ACE3801685EEDB732
 eq "topic" v1/user/T1/gw2/ota/emu_upgrade/command "$(jstr topic)"
 like "frame" "\"payload\":\\{\"trace_id\":\"$UUID_RE\",\"mid\":\"$UUID_RE\",\"type\":\"ota_upgrade\",\"device_uid\":\"gw2\",\"timestamp\":[0-9]{13},\"data\":\\{\"download_url\":\"https://e.example.com/ems_II\",\"md5_code\":\"50a2811e047dd49ace3801685eedb732\"\\}\\}\\}\$" "$OUT"

@@ -23,6 +23,8 @@ class FleetTest : public StackTest {
     for (int i = 0; i < 6; ++i) add_lierda_device(kPid, "LBDEV" + std::to_string(i), kSecret);
     cli({"product", "add", "krt", "--product-id", "KP1", "--product-secret", "product-secret-1"});
     cli({"device", "add", "krt", "--product-id", "KP1", "--device-id", "KD1", "--secret", "kd1-secret"});
+    cli({"product", "add", "emu", "--product-key", "PK1"});
+    cli({"device", "add", "emu", "--product-key", "PK1", "--device", "gw1", "--secret", "gw1-secret-1"});
   }
   void SetUp() override {
     StackTest::SetUp();
@@ -310,6 +312,61 @@ TEST_F(FleetTest, OtaProgressRecordedOnOneBrokerIsKnownOnTheOther) {
   std::this_thread::sleep_for(milliseconds(3500));
   EXPECT_EQ(state("OTADEV1"), "succeeded");
   EXPECT_EQ(state("OTADEV2"), "succeeded");
+}
+
+// An EMU command is published by the broker that holds the gateway's session, once: an observer of every topic on
+// the other broker (which would relay it over a bridge) sees nothing, and a gateway connected nowhere gets nothing.
+TEST_F(FleetTest, AnEmuCommandIsPublishedOnlyByTheBrokerHoldingTheGateway) {
+  cli({"account", "add", "observer", "--password", "observer-pw", "--superuser"});
+  std::this_thread::sleep_for(milliseconds(300));  // the account reaches both brokers
+  auto watch_a = connect_to(*broker, "observer:a", "observer", "observer-pw");
+  auto watch_b = connect_to(*broker_b, "observer:b", "observer", "observer-pw");
+  ASSERT_LT(watch_a->subscribe("v1/#", 1), 128);
+  ASSERT_LT(watch_b->subscribe("v1/#", 1), 128);
+  const std::string topic = "v1/wudun/PK1/gw1/ota/emu_version/command";
+  cli({"emu", "version", "--product-key", "PK1", "--device", "gw1"});  // connected nowhere
+  EXPECT_FALSE(watch_a->wait_message(topic, milliseconds(1000)));
+  EXPECT_FALSE(watch_b->wait_message(topic, milliseconds(100)));
+  auto gw = connect_to(*broker_b, "gw1", "gw1", "gw1-secret-1");
+  ASSERT_LT(gw->subscribe("v1/wudun/PK1/gw1/ota/+/command", 1), 128);
+  cli({"emu", "version", "--product-key", "PK1", "--device", "gw1"});
+  EXPECT_TRUE(gw->wait_message(topic, seconds(3))) << broker_b->log();
+  EXPECT_TRUE(watch_b->wait_message(topic, seconds(1)));
+  EXPECT_FALSE(watch_a->wait_message(topic, milliseconds(1000)));
+  EXPECT_FALSE(gw->wait_message(topic, milliseconds(100)));  // once
+}
+
+// A task's rate limit holds fleet-wide: each broker notifies its share (the limit / the brokers alive), so two
+// brokers with three reporting devices each notify two devices together under --rate-limit 2, not two each.
+TEST_F(FleetTest, AnOtaRateLimitHoldsForTheFleetNotPerBroker) {
+  std::string task = json_string(cli({"task", "create", "--product-id", kPid, "--name", "fw-2.0", "--type", "wifi",
+                                      "--from-version", "1.0", "--target-version", "2.0", "--target-url",
+                                      "http://fw.example/2.0.bin", "--target-md5", "0123456789abcdef0123456789abcdef",
+                                      "--target-size", "4096", "--rate-limit", "2"}),
+                                 "id");
+  cli({"--operator", "alice", "task", "submit", task, "--reviewer", "bob"});
+  cli({"--operator", "bob", "task", "review", task, "--approve"});
+  std::this_thread::sleep_for(milliseconds(700));
+  std::vector<std::unique_ptr<MqttClient>> devices;
+  int notified = 0;
+  for (int i = 0; i < 6; ++i) {
+    const std::string eui = "LBDEV" + std::to_string(i);
+    const std::string prefix = "/sys/" + kOpenid + "/" + kPid + "/" + eui + "/";
+    V2Creds c = v2_creds(kPid, eui, kSecret, 0, 1);
+    devices.push_back(connect_to(i % 2 ? *broker_b : *broker, c.client_id, c.username, c.password));
+    EXPECT_EQ(devices.back()->publish(prefix + "firmware_report",
+                                      R"({"MessageId":7,"HeaderCtrl":8,"Payload":{"SoftVer":"1.0"},"Version":"2.0"})", 1),
+              0);
+    EXPECT_TRUE(devices.back()->wait_message(prefix + "firmware_report_ack", seconds(3)));
+  }
+  for (int i = 0; i < 6; ++i) {
+    const std::string prefix = "/sys/" + kOpenid + "/" + kPid + "/LBDEV" + std::to_string(i) + "/";
+    notified += devices[i]->wait_message(prefix + "ota_notify", milliseconds(i == 0 ? 1000 : 100)).has_value();
+  }
+  EXPECT_EQ(notified, 2);
+  auto shown = parse(cli({"task", "show", task}));
+  ASSERT_TRUE(shown.IsObject());
+  EXPECT_EQ(shown["devices_by_state"]["notified"].GetInt(), 2);
 }
 
 }  // namespace

@@ -800,3 +800,59 @@ TEST_F(GateTest, BannedAddressesGetNoPbkdf2OnlyPasswordsThatVerifiedBefore) {
   EXPECT_TRUE(from("operator:2", "10.0.0.5", "s3cret-pass"));   // now it passes the ban without PBKDF2
   EXPECT_FALSE(from("operator:3", "10.0.0.5", "guess"));
 }
+
+// The metrics page's counters (metrics.h): they move with logins, refusals, takeovers, disconnects and denials.
+TEST_F(GateTest, MetricsCountLoginsRefusalsSessionsAndDenials) {
+  auto sample = [this](const std::string& key) {
+    MetricSamples m = gate_.metrics(now_);
+    auto it = m.find(key);
+    return it == m.end() ? std::string("absent") : it->second;
+  };
+  const std::string accepted = R"(iotgate_logins_accepted_total{protocol="lierda",kind="lierda-v2"})";
+  const std::string sessions = R"(iotgate_sessions{kind="lierda-v2"})";
+  EXPECT_EQ(sample(accepted), "0");
+  EXPECT_EQ(sample("iotgate_loaded"), "1");
+  const std::string cid = v2_cid(0, 1);
+  int old_conn = 0, new_conn = 0;
+  EXPECT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt), &old_conn));
+  EXPECT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt), &new_conn));  // a takeover: one session
+  EXPECT_EQ(sample(accepted), "2");
+  EXPECT_EQ(sample(sessions), "1");
+  gate_.on_disconnect(cid, &old_conn);  // the replaced connection leaves: the session stays
+  EXPECT_EQ(sample(sessions), "1");
+  // A write outside its prefix, and a subscription too.
+  EXPECT_EQ(gate_.on_publish(cid.c_str(), &new_conn, nullptr, "/sys/7ED01E2A/AA30C505/OTHER/uplink", "x"), Verdict::drop);
+  EXPECT_FALSE(gate_.check_acl(cid.c_str(), &new_conn, nullptr, Access::subscribe, "#"));
+  EXPECT_EQ(sample(R"(iotgate_acl_denials_total{access="write"})"), "1");
+  EXPECT_EQ(sample(R"(iotgate_acl_denials_total{access="subscribe"})"), "1");
+  EXPECT_EQ(sample(R"(iotgate_acl_denials_total{access="read"})"), "0");
+  gate_.on_disconnect(cid, &new_conn);
+  EXPECT_EQ(sample(sessions), "0");
+
+  EXPECT_FALSE(login(v2_cid(0, 2), v2_user(), "5EB6"));
+  EXPECT_FALSE(login("someone", std::string("nobody"), std::string("pw")));
+  EXPECT_EQ(sample(R"(iotgate_logins_refused_total{protocol="lierda",reason="wrong-password"})"), "1");
+  EXPECT_EQ(sample(R"(iotgate_logins_refused_total{protocol="unknown",reason="unknown-login"})"), "1");
+  EXPECT_EQ(sample(R"(iotgate_bans_total{scope="username"})"), "0");
+  EXPECT_EQ(sample("iotgate_bans_active"), "0");
+  EXPECT_TRUE(login("operator:1", std::string("operator"), std::string("s3cret-pass")));
+  EXPECT_EQ(sample(R"(iotgate_logins_accepted_total{protocol="account",kind="account"})"), "1");
+  EXPECT_EQ(sample(R"(iotgate_sessions{kind="account"})"), "1");
+  gate_.on_shutdown();
+  EXPECT_EQ(sample(R"(iotgate_sessions{kind="account"})"), "0");
+}
+
+TEST_F(GateTest, MetricsCountBans) {
+  const std::string cid = v2_cid(0, 1), user = v2_user();
+  auto from = [&](const std::string& address) {
+    ClientInfo c{cid, std::string_view(user), address, &handles_[cid]};
+    return gate_.authenticate(c, std::string_view("0000"));
+  };
+  for (int i = 0; i < Config{}.auth_fail_limit; ++i) EXPECT_FALSE(from("10.0.0.9"));
+  EXPECT_FALSE(from("10.0.0.9"));
+  MetricSamples m = gate_.metrics(now_);
+  EXPECT_EQ(m[R"(iotgate_bans_total{scope="username"})"], "1");
+  EXPECT_EQ(m["iotgate_bans_active"], "1");
+  EXPECT_EQ(m[R"(iotgate_logins_refused_total{protocol="lierda",reason="address-banned"})"], "1");
+  EXPECT_EQ(gate_.metrics(now_ + Config{}.auth_ban_seconds + 1)["iotgate_bans_active"], "0");
+}

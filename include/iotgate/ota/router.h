@@ -1,6 +1,8 @@
 // OTA delivery of seed 002 tasks, answered on the broker thread from memory. Protocol-free: the modules parse their
 // wire formats into FirmwareReport and DownIDs and render the notifications.
 #pragma once
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -13,6 +15,7 @@
 #include "iotgate/config.h"
 #include "iotgate/identity.h"
 #include "iotgate/log.h"
+#include "iotgate/metrics.h"
 #include "iotgate/model.h"
 
 namespace iotgate {
@@ -95,6 +98,11 @@ class OtaRouter {
   void on_progress_elsewhere(const std::string& task_id, const std::string& device, std::string_view json);
   // Names this broker in the progress it writes (whose announcements it then skips).
   void set_broker_id(std::string id) { broker_id_ = std::move(id); }
+  // How many brokers share this Redis now (this one included): each notifies at most 1/N of a task's rate limit, so
+  // that the fleet together keeps it.
+  void set_fleet_size(size_t brokers) { fleet_size_ = std::max<size_t>(brokers, 1); }
+  // Adds iotgate_ota_events_total: the progress steps this broker recorded, by task and event.
+  void metrics(MetricSamples& out) const;
 
   // Moves notified / acked devices past their task's timeouts to timed_out. Call about once a second.
   void sweep_timeouts();
@@ -121,7 +129,10 @@ class OtaRouter {
   std::unordered_map<std::string, std::unordered_map<std::string, OtaProgress>> progress_;
   std::unordered_map<std::string, std::unordered_set<std::string>> pushed_;
   std::unordered_map<std::string, Bucket> buckets_;
+  size_t fleet_size_ = 1;
   std::string broker_id_;
+  static constexpr size_t kOtaStates = static_cast<size_t>(OtaState::timed_out) + 1;
+  std::unordered_map<std::string, std::array<uint64_t, kOtaStates>> events_;  // task -> steps recorded, by state
 };
 
 }  // namespace iotgate
