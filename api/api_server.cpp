@@ -24,6 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The commands the routes call (scripts/lua/NAME.lua, each a function of the library): checked at startup.
 const std::vector<std::string> kScripts = {
     "task_create", "task_list", "task_set_status", "task_delete", "task_check", "task_report", "task_log_add",
     "task_log_query", "task_to_production", "task_submit", "task_review", "task_devices", "task_get", "task_oplog",
@@ -112,7 +113,7 @@ class HttpServer : public httplib::Server {
 
 struct ApiServer::Impl {
   ApiOptions opt;
-  LuaScripts scripts;
+  LuaLibrary scripts;
   HttpServer http;
 
   explicit Impl(ApiOptions o) : opt(std::move(o)), scripts(opt.lua_dir, kScripts) {}
@@ -177,27 +178,26 @@ struct ApiServer::Impl {
     // A read-only script: when the caller is not authenticated yet, the token lookup and the script go
     // in one round trip, and the script's answer is thrown away unless the token is good.
     std::string read(const std::string& name, const std::vector<std::string>& args) {
-      const LuaScript& s = api.scripts.get(name);
+      auto call = api.scripts.fcall_command(name, api.opt.prefix, args);
       RedisLink& r = api.redis();
       Reply reply;
       if (authenticated()) {
-        reply = r.command(evalsha_command(s, api.opt.prefix, args));
+        reply = r.command(call);
       } else {
         std::string hash = token_hash();
-        auto replies = r.pipeline({token_lookup_command(api.opt.prefix, hash), evalsha_command(s, api.opt.prefix, args)});
+        auto replies = r.pipeline({token_lookup_command(api.opt.prefix, hash), call});
         set_member(replies[0], hash);
         reply = std::move(replies[1]);
       }
-      return result(finish_script_call(r, s, api.opt.prefix, args, std::move(reply)));
+      return result(api.scripts.finish_call(r, name, api.opt.prefix, args, std::move(reply)));
     }
 
     // A script that changes something: only once the caller is known (its member is the operator).
     std::string write(const std::string& name, const std::vector<std::string>& args) {
       member();
-      const LuaScript& s = api.scripts.get(name);
       RedisLink& r = api.redis();
-      Reply reply = r.command(evalsha_command(s, api.opt.prefix, args));
-      return result(finish_script_call(r, s, api.opt.prefix, args, std::move(reply)));
+      Reply reply = r.command(api.scripts.fcall_command(name, api.opt.prefix, args));
+      return result(api.scripts.finish_call(r, name, api.opt.prefix, args, std::move(reply)));
     }
 
     // offset / limit from the query string

@@ -32,7 +32,7 @@ struct ApiOptions {
 
 class ApiServer {
  public:
-  explicit ApiServer(ApiOptions options);  // loads the Lua scripts; throws std::runtime_error
+  explicit ApiServer(ApiOptions options);  // reads the Lua scripts (the function library); throws std::runtime_error
   ~ApiServer();
   bool bind();  // binds host:port; false when it cannot
   int port() const;

@@ -2,7 +2,10 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -30,31 +33,67 @@ std::string sha1_hex(const std::string& data) {
   return out;
 }
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool is_command_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
 }  // namespace
 
-LuaScripts::LuaScripts(const std::string& dir, const std::vector<std::string>& names) {
-  const std::string lib = read_whole(dir + "/lib.lua");
-  for (const auto& name : names) {
-    LuaScript s{name, lib + "\n" + read_whole(dir + "/" + name + ".lua"), ""};
-    s.sha1 = sha1_hex(s.body);
-    scripts_.emplace(name, std::move(s));
+LuaLibrary::LuaLibrary(const std::string& dir, const std::vector<std::string>& required) {
+  namespace fs = std::filesystem;
+  // the command scripts in byte order of their names, as scripts/iotgate's glob lists them (LC_ALL=C)
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    std::string name = p.stem().string();
+    if (p.extension() == ".lua" && name != "lib" && is_command_name(name) && it->is_regular_file(ec)) names.push_back(name);
   }
+  if (ec) throw std::runtime_error("cannot list " + dir + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  // the text lib.lua's end describes
+  std::string text = "#!lua name=iotgate\n" + read_whole(dir + "/lib.lua") + "\n";
+  for (const auto& name : names) {
+    text += "command_script('" + name + "', function()\n" + read_whole(dir + "/" + name + ".lua") + "\nend)\n";
+    names_.insert(name);
+  }
+  for (const auto& name : required) {
+    if (!has(name)) throw std::runtime_error("cannot read " + dir + "/" + name + ".lua");
+  }
+  version_ = sha1_hex(text).substr(0, 12);
+  code_ = text + "register_library('" + version_ + "')\n";
 }
 
-const LuaScript& LuaScripts::get(const std::string& name) const { return scripts_.at(name); }
-
-std::vector<std::string> evalsha_command(const LuaScript& script, const std::string& prefix,
-                                         const std::vector<std::string>& args) {
-  std::vector<std::string> cmd{"EVALSHA", script.sha1, "0", prefix};
+std::vector<std::string> LuaLibrary::fcall_command(const std::string& name, const std::string& prefix,
+                                                   const std::vector<std::string>& args) const {
+  if (!has(name)) throw std::out_of_range("no Lua script " + name);
+  std::vector<std::string> cmd{"FCALL", "iotgate_" + version_ + "_" + name, "0", prefix};
   cmd.insert(cmd.end(), args.begin(), args.end());
   return cmd;
 }
 
-Reply finish_script_call(RedisLink& redis, const LuaScript& script, const std::string& prefix,
-                         const std::vector<std::string>& args, Reply reply) {
-  if (reply->type == REDIS_REPLY_ERROR && starts_with(std::string(reply->str, reply->len), "NOSCRIPT")) {
-    auto replies = redis.pipeline({{"SCRIPT", "LOAD", script.body}, evalsha_command(script, prefix, args)});
-    return std::move(replies[1]);
+bool function_missing(const Reply& reply) {
+  return reply && reply->type == REDIS_REPLY_ERROR && starts_with(std::string(reply->str, reply->len), "ERR Function not found");
+}
+
+Reply LuaLibrary::finish_call(RedisLink& redis, const std::string& name, const std::string& prefix,
+                              const std::vector<std::string>& args, Reply reply) {
+  // A few attempts: another client may load another version between this one's load and call.
+  for (int attempt = 0; attempt < 3 && function_missing(reply); ++attempt) {
+    std::lock_guard<std::mutex> lock(load_mutex_);
+    auto cmd = fcall_command(name, prefix, args);
+    reply = redis.command(cmd);  // another thread may have loaded it while this one waited
+    if (!function_missing(reply)) break;
+    auto replies = redis.pipeline({{"FUNCTION", "LOAD", "REPLACE", code_}, cmd});
+    if (replies[0]->type == REDIS_REPLY_ERROR) {
+      std::string error(replies[0]->str, replies[0]->len);
+      if (classify_script_error(error).status == 503) throw RedisUnavailable(error);  // BUSY, LOADING, ...
+      throw std::runtime_error("Redis refused the function library: " + error);  // e.g. Redis 6: no FUNCTION
+    }
+    std::string line = "iotgate-api: loaded the function library iotgate (version " + version_ + ") into Redis\n";
+    (void)!::write(2, line.data(), line.size());
+    reply = std::move(replies[1]);
   }
   return reply;
 }

@@ -1,10 +1,15 @@
-// The admin CLI's Lua scripts (scripts/lua), run by iotgate-api exactly as scripts/iotgate runs them:
-// lib.lua + one command script as one script, ARGV[1] the key prefix, then the command's arguments.
-// Loaded once with SCRIPT LOAD and called with EVALSHA; a Redis that lost its script cache (restart,
-// SCRIPT FLUSH) answers NOSCRIPT, and the script is loaded again.
+// The admin CLI's Lua scripts (scripts/lua), run by iotgate-api exactly as scripts/iotgate runs them: lib.lua
+// and every command script as ONE Redis function library (the end of lib.lua describes its text, which both
+// build alike), each command the function iotgate_<VERSION>_<name>, called as
+//   FCALL iotgate_<VERSION>_<name> 0 <key prefix> <command arguments...>
+// lib.lua's definitions run once, when the library is loaded, not at every call. A Redis without this version
+// of the library (a fresh one, one restarted without its data, FUNCTION FLUSH, or another version loaded by
+// other scripts) answers "ERR Function not found": the library is loaded (FUNCTION LOAD REPLACE) and the
+// command called again.
 #pragma once
 
-#include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,30 +17,33 @@
 
 namespace iotgate::api {
 
-struct LuaScript {
-  std::string name;  // "task_create"
-  std::string body;  // lib.lua + "\n" + task_create.lua
-  std::string sha1;  // hex SHA-1 of body, as Redis names the script
-};
-
-class LuaScripts {
+class LuaLibrary {
  public:
-  // Reads lib.lua and NAME.lua for every name from dir; throws std::runtime_error when one is missing.
-  LuaScripts(const std::string& dir, const std::vector<std::string>& names);
-  const LuaScript& get(const std::string& name) const;  // throws std::out_of_range for an unknown name
+  // Reads lib.lua and every other NAME.lua of dir (NAME of A-Z a-z 0-9 _); throws std::runtime_error when
+  // lib.lua or one of `required` is missing.
+  LuaLibrary(const std::string& dir, const std::vector<std::string>& required = {});
+  const std::string& code() const { return code_; }        // the text FUNCTION LOAD takes
+  const std::string& version() const { return version_; }  // 12 hex digits
+  bool has(const std::string& name) const { return names_.count(name) != 0; }
+
+  // The FCALL of command `name`; throws std::out_of_range for an unknown name.
+  std::vector<std::string> fcall_command(const std::string& name, const std::string& prefix,
+                                         const std::vector<std::string>& args) const;
+
+  // Finishes a call whose first reply is `reply`: when Redis has no such function, loads the library and calls
+  // again (one thread of the process loads it at a time; the others then find it). Returns the final reply (a
+  // JSON string, or an error reply). Throws std::runtime_error when Redis refuses the library.
+  Reply finish_call(RedisLink& redis, const std::string& name, const std::string& prefix,
+                    const std::vector<std::string>& args, Reply reply);
 
  private:
-  std::map<std::string, LuaScript> scripts_;
+  std::string code_, version_;
+  std::set<std::string> names_;
+  std::mutex load_mutex_;
 };
 
-// The EVALSHA command of a script call.
-std::vector<std::string> evalsha_command(const LuaScript& script, const std::string& prefix,
-                                         const std::vector<std::string>& args);
-
-// Finishes a script call whose first reply is `reply`: on NOSCRIPT loads the script and calls it again.
-// Returns the final reply (a JSON string, or an error reply).
-Reply finish_script_call(RedisLink& redis, const LuaScript& script, const std::string& prefix,
-                         const std::vector<std::string>& args, Reply reply);
+// Whether `reply` is Redis' answer to an FCALL of a function it does not have.
+bool function_missing(const Reply& reply);
 
 // What a script's error reply means over HTTP (lib.lua's refusal classes, see fail()).
 struct ScriptRefusal {

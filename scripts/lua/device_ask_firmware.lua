@@ -5,7 +5,7 @@ local function main()
   local pid, product = get_product(ARGV[2])
   check(product.protocol == 'lierda', "product '" .. pid .. "' is a " .. tostring(product.protocol) ..
     ' product: ask-firmware is a Lierda command')
-  local did = get_device(pid, ARGV[3])
+  local did = find_device(pid, ARGV[3])
   local sid = command('kind', 'ask_firmware', 'product', pid, 'device', did)
   return jobj({ stream_id = sid, kind = 'ask_firmware', product = pid, device = did },
     { 'stream_id', 'kind', 'product', 'device' })

@@ -3,7 +3,7 @@
 -- key; one change entry.
 local function main()
   local pid, product = get_product(ARGV[2])
-  local did = get_device(pid, ARGV[3])
+  local did = find_device(pid, ARGV[3])
   redis.call('DEL', k_device(pid, did))
   remove_device_state(pid, did)
   redis.call('SREM', k_devices(pid), did)

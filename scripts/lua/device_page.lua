@@ -23,14 +23,14 @@ local function device_item(pid, did, h)
 end
 
 local function main()
-  local pid = get_product(ARGV[2])
+  local pid = find_product(ARGV[2])
   if (ARGV[5] or '') ~= '' then
     local did, h = get_device(pid, ARGV[5])
     return device_item(pid, did, h)
   end
   local offset, limit = paging(ARGV[3], ARGV[4])
   local items = {}
-  for _, did in ipairs(redis.call('SORT', k_devices(pid), 'ALPHA', 'LIMIT', offset, limit)) do
+  for _, did in ipairs(redis.call('SORT_RO', k_devices(pid), 'ALPHA', 'LIMIT', offset, limit)) do
     local h = hgetall(k_device(pid, did))
     if next(h) then items[#items + 1] = device_item(pid, did, h) end
   end

@@ -15,7 +15,7 @@ local function main()
   local ns, pref, name, sub, trace, mid = ARGV[2], ARGV[3], ARGV[5], ARGV[6] or '', ARGV[7], ARGV[8]
   check(TYPES[name] ~= nil, 'unknown EMU command (emu_version, emu_upgrade, emu_upgrade_result)')
   local product = get_emu_product(ns, pref)
-  local did = get_device(pref, ARGV[4])
+  local did = find_device(pref, ARGV[4])
   if sub ~= '' and not is_uint(sub, 9) then bad_arg('invalid --sub-device-id: a non-negative integer') end
   check(is_str(trace) and trace:match(UUID) ~= nil and is_str(mid) and mid:match(UUID) ~= nil, 'invalid trace_id / mid: UUIDs')
   local data

@@ -4,7 +4,7 @@
 local function main()
   local ns, pref = ARGV[2], ARGV[3]
   get_emu_product(ns, pref)
-  local did = get_device(pref, ARGV[4])
+  local did = find_device(pref, ARGV[4])
   local res = {}
   for sub, js in pairs(hgetall(P .. 'emu:result:' .. pref .. ':' .. did)) do
     local ok, v = pcall(cjson.decode, js)

@@ -1,7 +1,12 @@
 -- iotgate admin CLI: helpers shared by the command scripts in this directory.
 --
--- scripts/iotgate sends this file followed by ONE command script (product_add.lua, ...) as the body
--- of a single EVAL, so every command runs atomically. Calling convention of every script:
+-- scripts/iotgate and iotgate-api load this file and every command script (product_add.lua, ...) as
+-- ONE Redis function library (see "function library" at the end), so that these definitions run once,
+-- when the library is loaded, not at every call. Each command is one function call, so every command
+-- runs atomically. Calling convention of every command:
+--   FCALL iotgate_<VERSION>_<command> 0 <key prefix> <command arguments...>
+-- which is what an EVAL of lib.lua followed by the command script does too (the tests call some
+-- scripts that way):
 --   EVAL <lib.lua + command.lua> 0 <key prefix> <command arguments...>
 -- A command script defines `local function main()` and ends with `return run(main)`. main returns
 -- a JSON string (an object or an array) on success; fail(msg) makes the script return an error reply.
@@ -9,6 +14,9 @@
 --
 -- The data model is docs/redis-schema.md. All values in Redis are strings.
 
+-- The call's arguments: an EVAL has them in the global ARGV; in the function library (where that
+-- global does not exist) every call sets ARGV and P (register_library).
+local ARGV = redis.register_function and {} or ARGV
 local P = ARGV[1]
 
 -- ----------------------------------------------------------------------------------- errors
@@ -142,31 +150,51 @@ local function jstr(s)
 end
 
 local function jval(v)
-  if v == NULL then return 'null' end
   local t = type(v)
   if t == 'string' then return jstr(v) end
+  if v == NULL then return 'null' end
   if t == 'number' then return string.format('%d', v) end
   if t == 'boolean' then return tostring(v) end
   if t == 'table' and v.raw then return v.raw end
   error('cannot encode a ' .. t)
 end
 
+-- a key order for jobj made once (list: keys of A-Z a-z 0-9 _, which need no escaping): with each key's
+-- JSON text, written once
+local function lead_keys(list)
+  local json = {}
+  for i = 1, #list do json[i] = '"' .. list[i] .. '":' end
+  list.json = json
+  return list
+end
+
 -- a JSON object of table t: the keys of `lead` first (when present), then the others sorted
 local function jobj(t, lead)
-  local parts, seen = {}, {}
-  for _, k in ipairs(lead or {}) do
-    if t[k] ~= nil then
-      parts[#parts + 1] = jstr(k) .. ':' .. jval(t[k])
-      seen[k] = true
+  local parts, n, seen = {}, 0, {}
+  if lead then
+    local json = lead.json
+    for i = 1, #lead do
+      local k = lead[i]
+      local v = t[k]
+      if v ~= nil then
+        n = n + 1
+        parts[n] = (json and json[i] or jstr(k) .. ':') .. jval(v)
+        seen[k] = true
+      end
     end
   end
-  local rest = {}
+  local rest, m = {}, 0
   for k in pairs(t) do
-    if not seen[k] then rest[#rest + 1] = k end
+    if not seen[k] then
+      m = m + 1
+      rest[m] = k
+    end
   end
   table.sort(rest)
-  for _, k in ipairs(rest) do
-    parts[#parts + 1] = jstr(k) .. ':' .. jval(t[k])
+  for i = 1, m do
+    local k = rest[i]
+    n = n + 1
+    parts[n] = jstr(k) .. ':' .. jval(t[k])
   end
   return '{' .. table.concat(parts, ',') .. '}'
 end
@@ -187,11 +215,17 @@ local function now()
   return tostring(redis.call('TIME')[1])
 end
 
-local function hgetall(key)
+-- a hash as a table, and HGETALL's reply (field, value, ...)
+local function hgetall_flat(key)
   local flat = redis.call('HGETALL', key)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
+  return t, flat
+end
+
+-- a hash as a table
+local function hgetall(key)
+  return (hgetall_flat(key))
 end
 
 local function hset(key, t)
@@ -223,16 +257,19 @@ end
 
 -- ----------------------------------------------------------------------------------- products
 -- Find product `ref` (an id given by the operator). Lierda ids are stored upper-case, so a lower-case
--- Lierda ProductID is accepted too. Returns id, hash; fails when unknown.
-local function get_product(ref)
+-- Lierda ProductID is accepted too. Returns its id; fails when unknown.
+local function find_product(ref)
   check(is_ref(ref), 'invalid product id: 1-64 of A-Z a-z 0-9 _ -')
-  if exists(k_product(ref)) then return ref, hgetall(k_product(ref)) end
+  if exists(k_product(ref)) then return ref end
   local up = ref:upper()
-  if up ~= ref and exists(k_product(up)) then
-    local h = hgetall(k_product(up))
-    if h.protocol == 'lierda' then return up, h end
-  end
+  if up ~= ref and redis.call('HGET', k_product(up), 'protocol') == 'lierda' then return up end
   fail("unknown product '" .. ref .. "'", 'notfound')
+end
+
+-- find_product, and the product's hash: returns id, hash
+local function get_product(ref)
+  local id = find_product(ref)
+  return id, hgetall(k_product(id))
 end
 
 local PRODUCT_SECRETS = { product_key = true, product_secret = true }
@@ -248,11 +285,17 @@ local function product_json(id, h, opts)
 end
 
 -- ----------------------------------------------------------------------------------- devices
-local function get_device(pid, ref)
+-- Find device `ref` of product `pid`: returns its id; fails when unknown.
+local function find_device(pid, ref)
   check(is_ref(ref), 'invalid device id: 1-64 of A-Z a-z 0-9 _ -')
-  local key = k_device(pid, ref)
-  check(exists(key), "unknown device '" .. ref .. "' of product '" .. pid .. "'", 'notfound')
-  return ref, hgetall(key)
+  check(exists(k_device(pid, ref)), "unknown device '" .. ref .. "' of product '" .. pid .. "'", 'notfound')
+  return ref
+end
+
+-- find_device, and the device's hash: returns id, hash
+local function get_device(pid, ref)
+  find_device(pid, ref)
+  return ref, hgetall(k_device(pid, ref))
 end
 
 local DEVICE_SECRETS = { secret = true, session_key = true }
@@ -302,6 +345,60 @@ end
 local function k_version(pid, did) return k_ota('version:' .. pid .. ':' .. did) end
 local function k_commands() return P .. 'commands' end
 
+-- A product's indexes of its task names (docs/redis-schema.md): the hash P ota:task_names:{PRODUCT} (task id ->
+-- name) and the sorted set P ota:task_names_ci:{PRODUCT} (every score 0) of name_entry(id, name), which lists the
+-- tasks whose name starts with a text, ASCII case-insensitively, in one ZRANGEBYLEX.
+local function k_task_names(pid) return k_ota('task_names:' .. pid) end
+local function k_task_names_ci(pid) return k_ota('task_names_ci:' .. pid) end
+local function name_entry(id, name) return name:lower() .. '\0' .. name .. '\0' .. id end
+
+-- an entry of P ota:task_names_ci -> id, name (nil for anything else)
+local function parse_name_entry(e)
+  -- a name without NUL: the first NUL ends the lower-cased name, as long as the name (lower-casing keeps it)
+  local n = (e:find('\0', 1, true) or 0) - 1
+  local id = n >= 0 and e:byte(2 * n + 2) == 0 and e:sub(2 * n + 3)
+  if not (id and id:find('^%d+$')) then  -- (a name with a NUL, only by hand: the id follows the last NUL)
+    local at = e:match('^.*%z()%d+$')
+    if not at then return nil end
+    n, id = (at - 3) / 2, e:sub(at)
+  end
+  return id, e:sub(n + 2, 2 * n + 1)
+end
+
+-- the ZRANGEBYLEX bound just after every text that starts with p (exclusive), '+' when there is none
+local function lex_after(p)
+  local i = #p
+  while i > 0 and p:byte(i) == 255 do i = i - 1 end
+  if i == 0 then return '+' end
+  return '(' .. p:sub(1, i - 1) .. string.char(p:byte(i) + 1)
+end
+
+-- Sets task id's name in the product's indexes (name nil: removes the task from them). A sorted set that
+-- misses tasks the hash has (made before it existed) is first made again from the hash.
+local function index_task_name(pid, id, name)
+  local names, ci = k_task_names(pid), k_task_names_ci(pid)
+  if redis.call('ZCARD', ci) ~= redis.call('HLEN', names) then
+    redis.call('DEL', ci)
+    local flat, args = redis.call('HGETALL', names), {}
+    for i = 1, #flat, 2 do
+      args[#args + 1] = '0'
+      args[#args + 1] = name_entry(flat[i], flat[i + 1])
+      if #args >= 1000 or i + 2 > #flat then
+        redis.call('ZADD', ci, unpack(args))
+        args = {}
+      end
+    end
+  end
+  local old = redis.call('HGET', names, id)
+  if old then redis.call('ZREM', ci, name_entry(id, old)) end
+  if name then
+    redis.call('HSET', names, id, name)
+    redis.call('ZADD', ci, '0', name_entry(id, name))
+  else
+    redis.call('HDEL', names, id)
+  end
+end
+
 -- Removes a task (hash `h`) and everything keyed by it; the OTA logs are history and stay.
 local function remove_task(id, h)
   local ukey = k_unique(h.product_id, h.type, h.identify, h.from_version)
@@ -309,7 +406,7 @@ local function remove_task(id, h)
   redis.call('DEL', k_task(id), k_ota('progress:' .. id), k_ota('oplog:' .. id), k_ota('pushed:' .. id))
   redis.call('SREM', k_ota('tasks'), id)
   redis.call('ZREM', k_ota('tasks:' .. h.product_id), id)
-  redis.call('HDEL', k_ota('task_names:' .. h.product_id), id)
+  index_task_name(h.product_id, id, nil)
   changed('task', id)
 end
 
@@ -350,9 +447,9 @@ end
 local function is_member(s) return is_account_name(s) end
 
 -- --type: wifi, mcu, sub-device, or the seed's numbers 1, 2, 3; nil when invalid
+local TASK_TYPE_ALIAS = { ['1'] = 'wifi', ['2'] = 'mcu', ['3'] = 'sub-device' }
 local function task_type_arg(s)
-  local alias = { ['1'] = 'wifi', ['2'] = 'mcu', ['3'] = 'sub-device' }
-  s = alias[s] or s
+  s = TASK_TYPE_ALIAS[s] or s
   return TASK_TYPES[s] and s or nil
 end
 
@@ -490,7 +587,7 @@ end
 -- tasks; an empty `ref` names none.
 local function check_task_product(id, h, ref)
   if ref == nil or ref == '' then return end
-  local pid = get_product(ref)
+  local pid = find_product(ref)
   check(h.product_id == pid, "task '" .. id .. "' is not a task of product '" .. ref .. "'", 'notfound')
 end
 
@@ -519,22 +616,43 @@ local function task_states(id)
   return states
 end
 
--- devices in scope whose version for the task's module is from_version and that have not succeeded
-local function task_surplus(id, h, states)
+-- devices in scope whose version for the task's module is from_version and that have not succeeded.
+-- `memo` (optional): a table kept across the tasks of one call, so that a page of tasks reads a product's
+-- devices and each device's version of a module once.
+local function task_surplus(id, h, states, memo)
   states = states or task_states(id)
+  memo = memo or {}
+  local pid = h.product_id
+  local scope
+  if h.scope_category == '1' then
+    scope = task_scope(h)
+  else  -- every device of the product (counted: their order does not matter)
+    memo.devices = memo.devices or {}
+    scope = memo.devices[pid] or redis.call('SMEMBERS', k_devices(pid))
+    memo.devices[pid] = scope
+  end
+  memo.versions = memo.versions or {}
+  local vkey = pid .. '\0' .. tostring(h.identify)
+  local versions = memo.versions[vkey] or {}
+  memo.versions[vkey] = versions
   local n = 0
-  for _, did in ipairs(task_scope(h)) do
-    if states[did] ~= 'succeeded' and redis.call('HGET', k_version(h.product_id, did), h.identify) == h.from_version then
-      n = n + 1
+  for _, did in ipairs(scope) do
+    if states[did] ~= 'succeeded' then
+      local v = versions[did]
+      if v == nil then
+        v = redis.call('HGET', k_version(pid, did), h.identify)
+        versions[did] = v
+      end
+      if v == h.from_version then n = n + 1 end
     end
   end
   return n
 end
 
-local TASK_LEAD = { 'id', 'product_id', 'name', 'description', 'from_version', 'from_version_url',
+local TASK_LEAD = lead_keys({ 'id', 'product_id', 'name', 'description', 'from_version', 'from_version_url',
   'from_version_md5', 'from_version_size', 'target_version', 'target_version_url', 'target_version_md5',
   'target_version_size', 'upgrade_count', 'surplus_count', 'status', 'type', 'identify', 'task_type',
-  'scope', 'tag_type', 'audit_member_id', 'create_time', 'approved', 'created_at' }
+  'scope', 'tag_type', 'audit_member_id', 'create_time', 'approved', 'created_at' })
 
 -- the task as JSON: stored fields as strings, scope as {"category":..,"device_list":[..]}, plus `extra`
 local function task_json(h, extra)
@@ -546,6 +664,26 @@ local function task_json(h, extra)
     device_list = { raw = jstr_array(decode_list(h.device_list)) } }, { 'category', 'device_list' }) }
   for k, v in pairs(extra or {}) do t[k] = v end
   return jobj(t, TASK_LEAD)
+end
+
+-- task_json(h) of the task hash h that HGETALL returned as `flat`. Task check, the devices' hot path, renders
+-- the same few running tasks over and over, and rendering costs more than reading them: the function library
+-- keeps the texts it rendered, keyed by the hash's whole content (`flat` encoded as a JSON array, which tells
+-- any two contents apart). A text is a function of that content alone, so an entry cannot be stale: a task
+-- that changed in any way (a field written by a script, by the plugin or by hand) has another key. The memo
+-- lives as long as the loaded library (in an EVAL, one call) and holds at most TASK_MEMO_MAX texts.
+local TASK_MEMO_MAX = 256
+local task_memo, task_memo_n = {}, 0
+local function task_json_memo(flat, h)
+  local key = cjson.encode(flat)
+  local js = task_memo[key]
+  if not js then
+    js = task_json(h)
+    if task_memo_n >= TASK_MEMO_MAX then task_memo, task_memo_n = {}, 0 end
+    task_memo[key] = js
+    task_memo_n = task_memo_n + 1
+  end
+  return js
 end
 
 -- append an entry to the task's operation log
@@ -582,42 +720,61 @@ local function scalar(v)
   return nil
 end
 
+-- the number a decimal number's text stands for (-12, 3.5, 07); nil for any other text
+local function decimal(s)
+  return s:match('^%-?%d+%.?%d*$') and tonumber(s) or nil
+end
+
 -- compare two strings: as numbers when both are decimal numbers, else byte-wise; -1, 0 or 1
 local function compare(a, b)
-  local na = a:match('^%-?%d+%.?%d*$') and tonumber(a)
-  local nb = b:match('^%-?%d+%.?%d*$') and tonumber(b)
+  local na = decimal(a)
+  local nb = decimal(b)
   if na and nb then
     if na < nb then return -1 elseif na > nb then return 1 else return 0 end
   end
   if a < b then return -1 elseif a > b then return 1 else return 0 end
 end
 
+-- a Lua pattern of the lower-case text s that matches it ASCII case-insensitively
+local function ci_pattern(s)
+  return (s:gsub('.', function(c)
+    if c:find('^%l') then return '[' .. c .. c:upper() .. ']' end
+    if c == '\0' then return '%z' end
+    if c:find('^%p') then return '%' .. c end
+    return c
+  end))
+end
+
 -- SQL-like match, ASCII case-insensitive: '%' matches any run of characters; a pattern without '%'
 -- matches anywhere (a substring). like_matcher(pat) parses the pattern once and returns a function of
--- the value (for scans over many values).
+-- the value (for scans over many values). Each piece between the '%'s is a Lua pattern of single
+-- characters (ci_pattern), found where the value would be compared lower-cased: a value is never copied.
 local function like_matcher(pat)
   pat = pat:lower()
   if not pat:find('%', 1, true) then
-    return function(value) return value:lower():find(pat, 1, true) ~= nil end
+    local p = ci_pattern(pat)
+    return function(value) return value:find(p) ~= nil end
   end
   local parts = {}
   for part in (pat .. '%'):gmatch('([^%%]*)%%') do parts[#parts + 1] = part end
   local first, last = parts[1], parts[#parts]
+  local first_p, last_p, middle = '^' .. ci_pattern(first), '^' .. ci_pattern(last), {}
+  for i = 2, #parts - 1 do
+    if parts[i] ~= '' then middle[#middle + 1] = ci_pattern(parts[i]) end
+  end
   if #parts == 2 and last == '' then  -- 'prefix%', the common case: only the prefix is compared
-    return function(value) return value:sub(1, #first):lower() == first end
+    return function(value) return value:find(first_p) ~= nil end
   end
   return function(value)
-    value = value:lower()
-    if value:sub(1, #first) ~= first then return false end
+    if not value:find(first_p) then return false end
     local pos = #first + 1
-    for i = 2, #parts - 1 do
-      if parts[i] ~= '' then
-        local _, e = value:find(parts[i], pos, true)
-        if not e then return false end
-        pos = e + 1
-      end
+    for i = 1, #middle do
+      local _, e = value:find(middle[i], pos)
+      if not e then return false end
+      pos = e + 1
     end
-    return #value - #last + 1 >= pos and value:sub(#value - #last + 1) == last
+    local from = #value - #last + 1
+    return from >= pos and value:find(last_p, from) ~= nil
   end
 end
 
@@ -625,7 +782,7 @@ local function like(value, pat) return like_matcher(pat)(value) end
 
 -- a sort key for compare_keys: numbers compare as numbers when both are decimal numbers (as compare)
 local function sort_key(s)
-  return { s = s, n = s:match('^%-?%d+%.?%d*$') and tonumber(s) or nil }
+  return { s = s, n = decimal(s) }
 end
 
 local function compare_keys(a, b)
@@ -682,6 +839,45 @@ local function get_emu_product(ns, pref)
       (product.namespace == 'user' and '--tenant' or '--product-key') .. ')')
   end
   return product
+end
+
+-- ----------------------------------------------------------------------------------- function library
+-- The library's text, built alike by scripts/iotgate (lua_library) and iotgate-api (api/lua_scripts.cpp):
+--   "#!lua name=iotgate\n" .. <lib.lua> .. "\n"
+--   then for every other NAME.lua of this directory (NAME of A-Z a-z 0-9 _), in byte order of the names:
+--   "command_script('NAME', function()\n" .. <NAME.lua> .. "\nend)\n"
+--   then "register_library('VERSION')\n"
+-- (each file as it is). VERSION is the first 12 hex digits of the SHA-1 of the text before that last line.
+-- Each command is the function iotgate_VERSION_NAME: a caller that finds no such function (a fresh or
+-- flushed Redis, another version of the scripts loaded) loads its own text with FUNCTION LOAD REPLACE and
+-- calls again.
+-- (While the library loads, Redis offers no global functions but its own API: no pairs, ipairs, type...)
+local COMMANDS = {}
+
+local function command_script(name, script)
+  COMMANDS[#COMMANDS + 1] = { name = name, script = script }
+end
+
+-- the commands that only read: callable with FCALL_RO, on a replica, and when Redis is out of memory
+local READ_ONLY = {
+  account_list = true, account_show = true, creds = true, device_list = true, device_page = true,
+  device_show = true, emu_show = true, product_list = true, product_page = true, product_show = true,
+  task_check = true, task_get = true, task_list = true, task_log_query = true, task_oplog = true,
+  task_versions = true, token_list = true,
+}
+
+local function register_library(version)
+  for i = 1, #COMMANDS do
+    local script = COMMANDS[i].script
+    redis.register_function({
+      function_name = 'iotgate_' .. version .. '_' .. COMMANDS[i].name,
+      callback = function(_, args)
+        ARGV, P = args, args[1]
+        return script()
+      end,
+      flags = READ_ONLY[COMMANDS[i].name] and { 'no-writes' } or {},
+    })
+  end
 end
 
 -- ----------------------------------------------------------------------------------- command

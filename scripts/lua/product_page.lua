@@ -4,7 +4,7 @@
 local function main()
   local offset, limit = paging(ARGV[2], ARGV[3])
   local items = {}
-  for _, id in ipairs(redis.call('SORT', k_products(), 'ALPHA', 'LIMIT', offset, limit)) do
+  for _, id in ipairs(redis.call('SORT_RO', k_products(), 'ALPHA', 'LIMIT', offset, limit)) do
     local h = hgetall(k_product(id))
     if h.protocol then
       items[#items + 1] = jobj({ product_id = id, protocol = h.protocol, enabled = h.enabled == '1',

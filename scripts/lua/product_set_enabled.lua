@@ -2,7 +2,7 @@
 local function main()
   local value = ARGV[3]
   check(is_bool(value), 'invalid enabled value: 0 or 1')
-  local id = get_product(ARGV[2])
+  local id = find_product(ARGV[2])
   redis.call('HSET', k_product(id), 'enabled', value)
   changed('product', id)
   return product_json(id, hgetall(k_product(id)), { count = true })

@@ -5,8 +5,13 @@
 -- whose scope holds the device (test tasks: only their listed devices) and whose gray release
 -- (FNV-1a of the device id mod 100 < gray_percent) takes it in. Returns the task or {}. Read only.
 local function main()
-  local pid = get_product(ARGV[2])
-  local did = get_device(pid, ARGV[3])
+  local pid, did = ARGV[2], ARGV[3]
+  -- the product and the device as named, in one call (the devices' requests name them so); else as the CLI
+  -- finds them, with its refusals
+  if not (is_ref(pid) and is_ref(did) and redis.call('EXISTS', k_product(pid), k_device(pid, did)) == 2) then
+    pid = find_product(pid)
+    did = find_device(pid, did)
+  end
   local ttype = task_type_arg(ARGV[4] or '')
   if not ttype then bad_arg('invalid --type: wifi, mcu or sub-device (or 1, 2, 3)') end
   local cur = ARGV[5]
@@ -15,7 +20,7 @@ local function main()
   -- type + identify + from version is unique per product: at most one task can apply
   local id = redis.call('GET', k_unique(pid, ttype, identify, cur))
   if not id then return '{}' end
-  local h = hgetall(k_task(id))
+  local h, flat = hgetall_flat(k_task(id))
   local best
   if h.id and h.status == '1' and h.type == ttype and h.identify == identify and h.from_version == cur
     and fnv1a(did) % 100 < (tonumber(h.gray_percent) or 100) then
@@ -28,7 +33,7 @@ local function main()
     if in_scope then best = h end
   end
   if not best then return '{}' end
-  return task_json(best)
+  return task_json_memo(flat, best)
 end
 
 return run(main)

@@ -22,7 +22,7 @@ local function main()
     f[ARGV[i]] = ARGV[i + 1]
   end
 
-  local pid = get_product(f.product_id or '')
+  local pid = find_product(f.product_id or '')
   local h = { product_id = pid }
 
   local n = text_len(f.name or '')
@@ -100,7 +100,7 @@ local function main()
   hset(k_task(id), h)
   redis.call('SADD', k_ota('tasks'), id)
   redis.call('ZADD', k_ota('tasks:' .. pid), h.created_at, id)
-  redis.call('HSET', k_ota('task_names:' .. pid), id, h.name)
+  index_task_name(pid, id, h.name)
   redis.call('SET', ukey, id)
   oplog(id, operator, 'create', (h.tag_type == '1' and 'test' or 'production') .. ' task "' .. h.name .. '": ' ..
     h.type .. '/' .. h.identify .. ' ' .. h.from_version .. ' -> ' .. h.target_version .. ', status ' .. h.status, sec, usec)

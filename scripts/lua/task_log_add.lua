@@ -4,7 +4,7 @@
 local function main()
   check(is_member(ARGV[2]), 'invalid operator: 1-64 of A-Z a-z 0-9 _ - . @')
   local id, h = get_task(ARGV[3])
-  local did = get_device(h.product_id, ARGV[4] or '')
+  local did = find_device(h.product_id, ARGV[4] or '')
   local status = (ARGV[5] or '') == '' and '1' or ARGV[5]
   if status ~= '1' and status ~= '2' then bad_arg('invalid --status: 1 (sent) or 2 (done)') end
   local mac, sn = ARGV[6] or '', ARGV[7] or ''

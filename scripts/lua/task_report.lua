@@ -21,7 +21,7 @@ local function find_task(f)
   check(is_ref(did), 'invalid device id: 1-64 of A-Z a-z 0-9 _ -')
   local pid
   if (f.product_id or '') ~= '' then
-    pid = get_product(f.product_id)
+    pid = find_product(f.product_id)
   else
     for _, p in ipairs(sorted_members(k_products())) do
       if redis.call('SISMEMBER', k_devices(p), did) == 1 then
@@ -73,7 +73,7 @@ local function main()
     end
   end
 
-  local did = get_device(h.product_id, f.device or '')
+  local did = find_device(h.product_id, f.device or '')
   local in_scope = false
   for _, d in ipairs(task_scope(h)) do
     if d == did then in_scope = true break end

@@ -39,7 +39,7 @@ local function main()
   set.tag_type, set.status, set.approved, set.audit_member_id = '0', '2', '0', ''
   local sec, usec = clock()
   hset(k_task(id), set)
-  if set.name then redis.call('HSET', k_ota('task_names:' .. h.product_id), id, set.name) end
+  if set.name then index_task_name(h.product_id, id, set.name) end
   for k, v in pairs(set) do h[k] = v end
   local what = {}
   if set.name then what[#what + 1] = 'name' end

@@ -515,6 +515,121 @@ TEST_F(ApiTest, RedisDownAnswers503ThenRecovers) {
   EXPECT_EQ(alice->get(kBase + "tasks?product_id=AA30C505").status, 200);
 }
 
+// ------------------------------------------------------------------------------------------- function library
+
+size_t count_of(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+const char* kLoaded = "loaded the function library iotgate";
+
+// The CLI (SetUp) loaded the library: the API builds the same version, so it uses it as is; after FUNCTION FLUSH
+// it loads it itself, the same text the CLI loads.
+TEST_F(ApiTest, FunctionLibraryIsTheCliOneAndLoadedWhenMissing) {
+  std::string by_cli = redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"});
+  ASSERT_NE(by_cli.find("library_code"), std::string::npos) << by_cli.substr(0, 300);
+  ASSERT_EQ(alice->get(kBase + "tasks?product_id=AA30C505").status, 200);
+  ASSERT_EQ(alice->post(kBase + "task", create_body()).status, 200);
+  EXPECT_EQ(count_of(api->log(), kLoaded), 0u) << "the API's library differs from the CLI's";
+
+  redis.cli({"FUNCTION", "FLUSH"});
+  auto list = alice->get(kBase + "tasks?product_id=AA30C505");
+  EXPECT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(list.json.Size(), 1u);
+  EXPECT_EQ(count_of(api->log(), kLoaded), 1u) << api->log();
+  EXPECT_EQ(redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"}), by_cli);
+
+  // an emptied Redis (FLUSHALL and FUNCTION FLUSH, as one restarted without its data): the CLI and the API each
+  // load the library on their own
+  redis.cli({"FLUSHALL"});
+  redis.cli({"FUNCTION", "FLUSH"});
+  EXPECT_EQ(alice->get("/v2/products").status, 401);  // the token went with the data
+  cli({"product", "add", "krt", "--product-id", "KP9"});
+  EXPECT_EQ(redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"}), by_cli);
+  alice->set_token(make_token(redis, "alice"));
+  redis.cli({"FUNCTION", "FLUSH"});
+  auto page = alice->get("/v2/products");
+  EXPECT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.str("count"), "1");
+  EXPECT_EQ(count_of(api->log(), kLoaded), 2u);
+  EXPECT_EQ(redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"}), by_cli);
+}
+
+// Another version of the library (other scripts, an older iotgate) is replaced; many requests at once after
+// FUNCTION FLUSH load it once.
+TEST_F(ApiTest, FunctionLibraryReplacesAnotherVersionAndLoadsOnce) {
+  std::string by_cli = redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"});
+  redis.cli({"FUNCTION", "LOAD", "REPLACE",
+             "#!lua name=iotgate\nredis.register_function('iotgate_000000000000_product_page', function() return '{}' end)"});
+  auto page = alice->get("/v2/products");
+  EXPECT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.str("count"), "2");
+  EXPECT_EQ(redis.cli({"FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "iotgate"}), by_cli);
+
+  redis.cli({"FUNCTION", "FLUSH"});
+  std::string before = api->log();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      ApiClient c(api->port(), alice_token);
+      for (int i = 0; i < 10; ++i)
+        if (c.get("/v2/products").status == 200) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 80);
+  EXPECT_EQ(count_of(api->log(), kLoaded) - count_of(before, kLoaded), 1u) << api->log();
+}
+
+// task check keeps the JSON of the tasks it rendered (keyed by the task's whole content): any change of a task, by a
+// script, by the plugin (upgrade_count) or by hand, shows in the next check, exactly as a fresh render shows it.
+TEST_F(ApiTest, CheckAnswersEveryChangeOfTheTaskAtOnce) {
+  std::string id = running_task();
+  const std::string lua = read_file(std::string(IOTGATE_SOURCE_DIR) + "/scripts/lua/lib.lua") + "\n" +
+                          read_file(std::string(IOTGATE_SOURCE_DIR) + "/scripts/lua/task_check.lua");
+  const std::string body = R"({"product_id":"AA30C505","type":"1","current_version":"1.0","identify":"0"})";
+  // the same check run as an EVAL: rendered afresh
+  auto fresh = [&] { return redis.cli({"EVAL", lua, "0", "iotgate:", "AA30C505", "DEV001", "1", "1.0", "0"}); };
+  auto check = [&] {
+    auto r = alice->post(kBase + "check/DEV001", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body;
+  };
+  std::string first = check();
+  EXPECT_EQ(check(), first);
+  EXPECT_EQ(first, fresh());
+  const std::string key = "iotgate:ota:task:" + id;
+  redis.cli({"HINCRBY", key, "upgrade_count", "1"});  // as the plugin counts a success
+  std::string second = check();
+  EXPECT_NE(second, first);
+  EXPECT_NE(second.find(R"("upgrade_count":"1")"), std::string::npos) << second;
+  EXPECT_EQ(second, fresh());
+  redis.cli({"HSET", key, "description", "by hand"});
+  EXPECT_NE(check().find(R"("description":"by hand")"), std::string::npos);
+  EXPECT_EQ(check(), fresh());
+  redis.cli({"HSET", key, "extra_field", "x"});
+  EXPECT_NE(check().find(R"("extra_field":"x")"), std::string::npos);
+  EXPECT_EQ(check(), fresh());
+  redis.cli({"HDEL", key, "extra_field", "description"});
+  EXPECT_EQ(check().find("extra_field"), std::string::npos);
+  EXPECT_EQ(check(), fresh());
+  // back to the first content: the first answer again
+  redis.cli({"HSET", key, "description", "d"});
+  redis.cli({"HINCRBY", key, "upgrade_count", "-1"});
+  EXPECT_EQ(check(), first);
+  // stopped: no task; started again: the task with its new status history
+  ASSERT_EQ(alice->post(kBase + "task/status", R"({"product_id":"AA30C505","upgrade_task_id":")" + id + R"(","status":0})").status, 200);
+  EXPECT_EQ(check(), "{}");
+  EXPECT_EQ(fresh(), "{}");
+  ASSERT_EQ(alice->post(kBase + "task/status", R"({"product_id":"AA30C505","upgrade_task_id":")" + id + R"(","status":1})").status, 200);
+  EXPECT_EQ(check(), fresh());
+  EXPECT_NE(check(), "{}");
+  // the CLI's task check: the same text
+  EXPECT_EQ(cli({"task", "check", "--product-id", "AA30C505", "--device", "DEV001", "--type", "1", "--current-version", "1.0"}),
+            check() + "\n");
+}
+
 TEST_F(ApiTest, RequestLogAndSigterm) {
   ASSERT_EQ(alice->get("/v2/products?offset=0&limit=5&secretq=hideme").status, 200);
   ASSERT_EQ(alice->put(kBase + "tasks/77/audit", R"({"audit_result":1})").status, 404);

@@ -720,6 +720,55 @@ CMD=$(rcli XREVRANGE "${P}commands" + - COUNT 1 | tr '\n' ' ')
 has "a clear_retained command" "$CMD" 'kind clear_retained topics ["\/sys\/5EC0000A\/5EC0000B\/SECRETDEV1\/downlink"]'
 eq "the record is gone" 0 "$(rcli EXISTS "${P}retained:5EC0000B:SECRETDEV1")"
 
+# ==================================================================================== function library
+# The CLI calls its Lua scripts as one Redis function library (the end of lib.lua), which it loads itself whenever
+# Redis lacks that version of it: a fresh Redis, FUNCTION FLUSH, another version loaded by other scripts.
+CTX="function library"
+COMMANDS=$(for f in "$LUA"/*.lua; do f=${f##*/}; f=${f%.lua}; [[ $f == lib ]] || printf '%s\n' "$f"; done | sort)
+lib_functions() { rcli FUNCTION LIST LIBRARYNAME iotgate | grep -E '^iotgate_[0-9a-f]{12}_' | sort; }
+FUNCS=$(lib_functions)
+VERSION=$(printf '%s\n' "$FUNCS" | head -n 1 | cut -d_ -f2)
+like "loaded by the commands above (a 12-digit version)" '^[0-9a-f]{12}$' "$VERSION"
+eq "one function per command script" "$(printf '%s\n' "$COMMANDS" | sed "s/^/iotgate_${VERSION}_/")" "$FUNCS"
+eq "one library" "iotgate" "$(rcli FUNCTION LIST | grep -x iotgate)"
+eq "a read is a no-writes function" "no-writes" \
+  "$(rcli FUNCTION LIST LIBRARYNAME iotgate | grep -A4 -x "iotgate_${VERSION}_product_list" | tail -n 1)"
+eq "FCALL_RO of a read" '[]' "$(rcli FCALL_RO "iotgate_${VERSION}_account_list" 0 "$P" | sed 's/\[{.*/[]/')"
+eq "a write is not" "" "$(rcli FUNCTION LIST LIBRARYNAME iotgate | grep -A4 -x "iotgate_${VERSION}_product_add" | tail -n 1)"
+PRODUCTS=$("$CLI" product list)
+rcli FUNCTION FLUSH >/dev/null
+ok "after FUNCTION FLUSH" product list
+eq "the same answer" "$PRODUCTS" "$OUT"
+eq "the library is back" "$FUNCS" "$(lib_functions)"
+# an older version of the library: the same library name, other functions
+rcli FUNCTION LOAD REPLACE "#!lua name=iotgate
+redis.register_function('iotgate_000000000000_product_list', function() return '[\"old\"]' end)" >/dev/null
+ok "after another version was loaded" product list
+eq "the same answer (this version's)" "$PRODUCTS" "$OUT"
+eq "this version replaced it" "$FUNCS" "$(lib_functions)"
+# another copy of the scripts (another version) and this one, taking turns: each loads its own
+OTHER=$TMP/other-lua
+cp -r -- "$LUA" "$OTHER"
+printf '\n-- another version\n' >>"$OTHER/product_list.lua"
+for turn in 1 2; do
+  IOTGATE_LUA_DIR=$OTHER ok "other scripts, turn $turn" product list
+  eq "other scripts: the same answer" "$PRODUCTS" "$OUT"
+  ne "other scripts: their own version" "$FUNCS" "$(lib_functions)"
+  ok "these scripts, turn $turn" product list
+  eq "these scripts: the same answer" "$PRODUCTS" "$OUT"
+  eq "these scripts: this version" "$FUNCS" "$(lib_functions)"
+done
+# a Redis user that may call functions but not load them: a clear refusal, nothing loaded
+rcli ACL SETUSER fcallonly on '>fcall-only-pw' '~*' '&*' +@all -function >/dev/null
+rcli FUNCTION FLUSH >/dev/null
+IOTGATE_REDIS=redis://fcallonly:fcall-only-pw@127.0.0.1:$PORT/0 run product list
+eq "cannot load: exit status" 1 "$RC"
+like "cannot load: says why" '^iotgate: redis: cannot load the function library: NOPERM' "$ERR"
+eq "cannot load: nothing loaded" "" "$(lib_functions)"
+rcli ACL DELUSER fcallonly >/dev/null
+ok "loaded again" product list
+eq "and the same answer" "$PRODUCTS" "$OUT"
+
 # ==================================================================================== summary
 echo "$PASS passed, $FAIL failed"
 (( FAIL == 0 ))

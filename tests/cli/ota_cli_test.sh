@@ -564,6 +564,102 @@ refused "list of an unknown product" 1 task list --product-id NOPE
 refused "list without --product-id" 2 task list
 refused "query of an unknown product" 1 task query --product-id NOPE
 
+# ==================================================================================== name indexes
+# A product's task names are indexed twice: P ota:task_names:PID (id -> name) and P ota:task_names_ci:PID, a sorted
+# set of "lower-case name NUL name NUL id" from which a name $eq or a $like with a text before its first '%' reads
+# only the tasks whose names start with it. Queries give the same answers with and without it, and a page picked
+# from a long list is the page of the whole sorted list. Own prefix (own task ids), removed at the end.
+NX=(--prefix nx:)
+nrun() { run "${NX[@]}" "$@"; }
+nrun product add krt --product-id KN
+NX_NAMES=(alpha Alpha ALPHA 'beta-2' 'beta-10' 'Beta-1' b 10 9 100 1.5 -2 07 7 1e3 x1 X1 '1a' 'α-unicode' 'task 5' 'Task-50' 'task-500' 'tASK-6' zeta)
+for i in "${!NX_NAMES[@]}"; do
+  nrun task create --product-id KN --name "${NX_NAMES[$i]}" --from-version "n$i" --target-version "m$i" "${TGT[@]}"
+  CTX="KN task ${NX_NAMES[$i]}"
+  eq "exit status" 0 "$RC"
+done
+CTX="name indexes"
+nci() { rcli ZRANGE nx:ota:task_names_ci:KN 0 -1 | tr '\0' '|'; }
+eq "one entry per task" "${#NX_NAMES[@]}" "$(rcli ZCARD nx:ota:task_names_ci:KN)"
+has "entry: lower-case name, name, id" "$(nci)" "alpha|Alpha|2"
+eq "every score is 0" "0" "$(rcli ZRANGE nx:ota:task_names_ci:KN 0 -1 WITHSCORES | sed -n '2~2p' | sort -u)"
+NX_QUERIES=('{"name":{"$like":"alpha%"}}' '{"name":{"$like":"ALPHA"}}' '{"name":"Alpha"}' '{"name":{"$eq":"alpha"}}'
+  '{"name":{"$like":"beta-%"}}' '{"name":{"$like":"b%1"}}' '{"name":{"$like":"1%"}}' '{"name":{"$like":"task%5%"}}'
+  '{"name":{"$like":"t%"}}' '{"name":{"$like":"%a"}}' '{"name":{"$like":"x%"},"id":{"$like":"1%"}}' '{"name":{"$like":"α%"}}'
+  '{"name":{"$like":"zz%"}}' '')
+NX_ORDERS=('{"name":"asc"}' '{"name":"desc"}' '{"id":"desc"}' '{"created_at":"asc","name":"desc"}' '')
+# every query, order and page, one line each: the task_list function of the library the CLI loaded, called
+# directly (one redis-cli for them all)
+rq() { local v=${1//\\/\\\\}; v=${v//\"/\\\"}; printf '"%s"' "$v"; }
+nx_answers() {
+  local q o page fn
+  fn=$(rcli FUNCTION LIST LIBRARYNAME iotgate | grep -m1 -E '^iotgate_[0-9a-f]{12}_task_list$')
+  for q in "${NX_QUERIES[@]}"; do
+    for o in "${NX_ORDERS[@]}"; do
+      for page in '0 1' '1 2' '3 100'; do
+        printf 'FCALL %s 0 nx: query KN %s %s "" "" %s %s\n' "$fn" "${page% *}" "${page#* }" "$(rq "$q")" "$(rq "$o")"
+      done
+    done
+  done | rcli | awk '{
+    s = $0; out = $0
+    if (match(s, /^\{"count":[0-9]+/)) {
+      out = substr(s, 2, RLENGTH - 1)
+      while (match(s, /"id":"[0-9]+"/)) { out = out " " substr(s, RSTART, RLENGTH); s = substr(s, RSTART + RLENGTH) }
+    }
+    print out
+  }'
+}
+zrangebylex_calls() { rcli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_zrangebylex:calls=\([0-9]*\),.*/\1/p'; }
+BEFORE=$(zrangebylex_calls)
+WITH_INDEX=$(nx_answers)
+ne "the prefix queries read the index" "${BEFORE:-0}" "$(zrangebylex_calls)"
+eq "first answer: alpha% by name, first of 3" '"count":3 "id":"3"' "$(printf '%s\n' "$WITH_INDEX" | head -n 1)"
+rcli DEL nx:ota:task_names_ci:KN >/dev/null
+BEFORE=$(zrangebylex_calls)
+eq "the same answers without the index (every task's name read)" "$WITH_INDEX" "$(nx_answers)"
+eq "which is then not read" "$BEFORE" "$(zrangebylex_calls)"
+# a page of the sorted list, picked without sorting the rest, is that page of the whole list
+for o in '{"name":"asc"}' '{"name":"desc"}' '{"id":"desc"}' '{"created_at":"desc"}'; do
+  for q in '' '{"name":{"$like":"%a%"}}'; do
+    ALL=$("$CLI" "${NX[@]}" task query --product-id KN --query "$q" --order "$o" --limit 100 | grep -o '"id":"[0-9]*"' | tr '\n' ' ')
+    PAGES=
+    for off in 0 1 2 3 4 5; do
+      PAGES+=$("$CLI" "${NX[@]}" task query --product-id KN --query "$q" --order "$o" --offset "$off" --limit 1 |
+        grep -o '"id":"[0-9]*"' | tr '\n' ' ')
+    done
+    eq "pages of 1 = the sorted list ($o $q)" "$(printf '%s' "$ALL" | cut -d' ' -f1-6) " "$PAGES"
+  done
+done
+nrun task create --product-id KN --name "Later" --from-version n99 --target-version m99 "${TGT[@]}"
+LATER=$(jstr id)
+eq "the next create makes the index again, with every task" "$(( ${#NX_NAMES[@]} + 1 ))" "$(rcli ZCARD nx:ota:task_names_ci:KN)"
+has "the new task is in it" "$(nci)" "later|Later|$LATER"
+NX_QUERIES+=('{"name":{"$like":"la%"}}')
+WITH_INDEX=$(nx_answers)
+rcli DEL nx:ota:task_names_ci:KN >/dev/null
+eq "the same answers without the index again" "$WITH_INDEX" "$(nx_answers)"
+nrun task create --product-id KN --name "Test one" --from-version n98 --target-version m98 --tag-type 1 --devices kn1 "${TGT[@]}"
+eq "a test task needs a device of KN" 1 "$RC"
+nrun device add krt --product-id KN --device-id kn1
+nrun task create --product-id KN --name "Test one" --from-version n98 --target-version m98 --tag-type 1 --devices kn1 "${TGT[@]}"
+TONE=$(jstr id)
+nrun task to-production "$TONE" --name "Prod one"
+eq "to-production renames" 0 "$RC"
+hasnt "the old name is out of the index" "$(nci)" "test one|"
+has "the new name is in it" "$(nci)" "prod one|Prod one|$TONE"
+eq "the hash has it too" "Prod one" "$(rcli HGET nx:ota:task_names:KN "$TONE")"
+"$CLI" "${NX[@]}" task query --product-id KN --query '{"name":{"$like":"prod%"}}' >"$TMP/q.json"
+eq "found by its new name" "$TONE" "$(jstr id "$(cat "$TMP/q.json")")"
+nrun task delete "$LATER"
+eq "delete" 0 "$RC"
+hasnt "a deleted task is out of the index" "$(nci)" "|Later|"
+eq "and out of the hash" 0 "$(rcli HEXISTS nx:ota:task_names:KN "$LATER")"
+eq "index and hash agree" "$(rcli HLEN nx:ota:task_names:KN)" "$(rcli ZCARD nx:ota:task_names_ci:KN)"
+nrun product delete KN
+eq "product delete" 0 "$RC"
+eq "product delete removes both indexes" 0 "$(rcli EXISTS nx:ota:task_names:KN nx:ota:task_names_ci:KN)"
+rcli --scan --pattern 'nx:*' | while IFS= read -r k; do rcli DEL "$k" >/dev/null; done
+
 # ==================================================================================== surplus_count, show, versions
 # task 1: K1, wifi / default, 1.0 -> 1.1, every device of the product; versions and progress written
 # directly, as the plugin would
@@ -961,7 +1057,7 @@ like "product delete announces the task's removal" "kind task id $DEL_TASK" "$(r
 CTX=keys
 eq "no key outside the prefixes" "" "$(rcli --scan | grep -v -e "^$P" -e '^lq:' || true)"
 eq "OTA keys of the default prefix" "" "$(rcli --scan --pattern "${P}ota:*" | sed "s/^${P}ota://" |
-  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task_names:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|pushed:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
+  grep -v -E '^(task_seq|tasks|tasks:[A-Za-z0-9_-]+|task_names:[A-Za-z0-9_-]+|task_names_ci:[A-Za-z0-9_-]+|task:[0-9]+|unique:.+|progress:[0-9]+|pushed:[0-9]+|version:[^:]+:[^:]+|logs|log_seq|oplog:[0-9]+)$' || true)"
 
 # ==================================================================================== summary
 echo "$PASS passed, $FAIL failed"
