@@ -41,6 +41,19 @@ class FleetTest : public StackTest {
     EXPECT_EQ(c->connect(b.port(), user, pw), expect) << cid << " on port " << b.port();
     return c;
   }
+  // A production task 1.0 -> 2.0 of kPid, created, approved and on both brokers.
+  std::string running_task(const std::vector<std::string>& options) {
+    std::vector<std::string> args = {"task", "create", "--product-id", kPid, "--name", "fw-2.0", "--type", "wifi",
+                                     "--from-version", "1.0", "--target-version", "2.0", "--target-url",
+                                     "http://fw.example/2.0.bin", "--target-md5", "0123456789abcdef0123456789abcdef",
+                                     "--target-size", "4096"};
+    args.insert(args.end(), options.begin(), options.end());
+    std::string task = json_string(cli(args), "id");
+    cli({"--operator", "alice", "task", "submit", task, "--reviewer", "bob"});
+    cli({"--operator", "bob", "task", "review", task, "--approve"});
+    std::this_thread::sleep_for(milliseconds(700));
+    return task;
+  }
   std::unique_ptr<Broker> broker_b;
 };
 
@@ -238,14 +251,7 @@ TEST_F(FleetTest, DevicesBehindHaproxyAndABackEndOnEveryBroker) {
 // device that failed on A is not notified again on B; an ack on B for A's DownID counts.
 TEST_F(FleetTest, OtaProgressRecordedOnOneBrokerIsKnownOnTheOther) {
   for (const char* eui : {"OTADEV1", "OTADEV2", "OTADEV3"}) add_lierda_device(kPid, eui, kSecret);
-  std::string task = json_string(cli({"task", "create", "--product-id", kPid, "--name", "fw-2.0", "--type", "wifi",
-                                      "--from-version", "1.0", "--target-version", "2.0", "--target-url",
-                                      "http://fw.example/2.0.bin", "--target-md5", "0123456789abcdef0123456789abcdef",
-                                      "--target-size", "4096", "--upgrade-timeout", "3"}),
-                                 "id");
-  cli({"--operator", "alice", "task", "submit", task, "--reviewer", "bob"});
-  cli({"--operator", "bob", "task", "review", task, "--approve"});
-  std::this_thread::sleep_for(milliseconds(700));
+  std::string task = running_task({"--upgrade-timeout", "3"});
   auto prefix = [&](const std::string& eui) { return "/sys/" + kOpenid + "/" + kPid + "/" + eui + "/"; };
   auto on = [&](Broker& b, const std::string& eui, int ts) {
     V2Creds c = v2_creds(kPid, eui, kSecret, 0, ts);
@@ -339,14 +345,7 @@ TEST_F(FleetTest, AnEmuCommandIsPublishedOnlyByTheBrokerHoldingTheGateway) {
 // A task's rate limit holds fleet-wide: each broker notifies its share (the limit / the brokers alive), so two
 // brokers with three reporting devices each notify two devices together under --rate-limit 2, not two each.
 TEST_F(FleetTest, AnOtaRateLimitHoldsForTheFleetNotPerBroker) {
-  std::string task = json_string(cli({"task", "create", "--product-id", kPid, "--name", "fw-2.0", "--type", "wifi",
-                                      "--from-version", "1.0", "--target-version", "2.0", "--target-url",
-                                      "http://fw.example/2.0.bin", "--target-md5", "0123456789abcdef0123456789abcdef",
-                                      "--target-size", "4096", "--rate-limit", "2"}),
-                                 "id");
-  cli({"--operator", "alice", "task", "submit", task, "--reviewer", "bob"});
-  cli({"--operator", "bob", "task", "review", task, "--approve"});
-  std::this_thread::sleep_for(milliseconds(700));
+  std::string task = running_task({"--rate-limit", "2"});
   std::vector<std::unique_ptr<MqttClient>> devices;
   int notified = 0;
   for (int i = 0; i < 6; ++i) {
