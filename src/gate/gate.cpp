@@ -503,10 +503,10 @@ void Gate::on_command(const Command& command) {
       log_.warning("iotgate: publish command without a valid topic, product and device ignored");
       return;
     }
-    bool held = false;
-    for (const auto& [cid, s] : sessions_)
-      held = held || (s.identity.kind == SessionKind::emu_gateway && s.identity.product == product &&
-                      s.identity.device == device);
+    const bool held = std::any_of(sessions_.begin(), sessions_.end(), [&](const auto& entry) {
+      const Identity& id = entry.second.identity;
+      return id.kind == SessionKind::emu_gateway && id.product == product && id.device == device;
+    });
     if (!held) return;
     effects_.publish(topic, get("payload"), 1);
     log_.info("iotgate: published a command on '" + topic + "'");

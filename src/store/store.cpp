@@ -566,11 +566,10 @@ std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& a
       if (is_commands) {
         // This broker's own announcements (logins, logouts, OTA progress) were applied when they happened: not
         // sent to the broker thread to be dropped there.
-        auto broker = f.find("broker");
-        if (broker != f.end() && !config_.broker_id.empty() && broker->second == config_.broker_id) {
-          const std::string& kind = f["kind"];
-          if (kind == "fleet" || kind == "ota_progress") continue;
-        }
+        auto broker = f.find("broker"), kind = f.find("kind");
+        if (broker != f.end() && kind != f.end() && !config_.broker_id.empty() && broker->second == config_.broker_id &&
+            (kind->second == "fleet" || kind->second == "ota_progress"))
+          continue;
         commands.push_back(Command{std::move(f)});
         continue;
       }
