@@ -4,19 +4,17 @@
 // (queue depth, Redis up, the last load) and serves the text format on its own thread: a scrape never reaches the
 // broker thread. conf/metrics.md lists every metric.
 #pragma once
-#include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
-
-#include "iotgate/identity.h"
-#include "iotgate/model.h"
+#include <utility>
 
 namespace iotgate {
 
-// One metric sample: the name with its labels as Prometheus writes them ("iotgate_sessions{kind=\"krt_device\"}")
+// One metric sample: the name with its labels as Prometheus writes them ("iotgate_sessions{kind=\"krt-device\"}")
 // mapped to its value.
 using MetricSamples = std::map<std::string, std::string>;
 

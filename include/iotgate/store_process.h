@@ -73,6 +73,8 @@ class StoreProcess {
   // the next one starts.
   void lose(const std::string& why, std::vector<StoreEvent>& out);
   void close_socket();
+  // Encoded frames the store process has not read beyond kMaxUnsentBytes: more are dropped.
+  bool unsent_full() const { return out_.size() - out_pos_ > kMaxUnsentBytes; }
 
   Config config_;
   MetricsServer metrics_server_;

@@ -18,7 +18,7 @@ const Family kFamilies[] = {
     {"iotgate_logins_refused_total", "counter",
      "Logins refused, by protocol (the module that claimed the login; unknown when none did) and reason."},
     {"iotgate_sessions", "gauge", "Sessions the plugin holds on this broker, by kind."},
-    {"iotgate_acl_denials_total", "counter", "Topic accesses the ACL refused, by access (read, write, subscribe)."},
+    {"iotgate_acl_denials_total", "counter", "Topic accesses the ACL refused, by access (read, write, subscribe, unsubscribe)."},
     {"iotgate_bans_total", "counter", "Failed-login bans begun, by scope (username: one username from an address; address: all of it)."},
     {"iotgate_bans_active", "gauge", "Bans in force now."},
     {"iotgate_ota_events_total", "counter",

@@ -496,8 +496,7 @@ void Gate::on_command(const Command& command) {
     log_.info("iotgate: cleared " + std::to_string(cleared) + " retained messages of a deleted device");
   } else if (kind == "publish") {
     // A command to an EMU gateway (emu_command.lua): carried out by the broker that holds the gateway's session, so
-    // that brokers bridged to each other deliver it once. A gateway connected nowhere does not get it (the CLI's
-    // answer says whether it was online).
+    // that brokers bridged to each other deliver it once. A gateway connected nowhere does not get it.
     std::string topic = get("topic"), product = get("product"), device = get("device");
     if (!is_valid_topic(topic) || product.empty() || device.empty()) {
       log_.warning("iotgate: publish command without a valid topic, product and device ignored");

@@ -193,7 +193,7 @@ bool StoreProcess::start(std::string* error) {
 }
 
 void StoreProcess::submit(const StoreJob& job) {
-  if (out_.size() - out_pos_ > kMaxUnsentBytes) {
+  if (unsent_full()) {
     ++dropped_jobs_;
     return;
   }
@@ -201,7 +201,7 @@ void StoreProcess::submit(const StoreJob& job) {
 }
 
 void StoreProcess::report_metrics(const MetricSamples& samples) {
-  if (out_.size() - out_pos_ > kMaxUnsentBytes) return;  // a stuck store process: the next second sends them again
+  if (unsent_full()) return;  // a stuck store process: the next second sends them again
   wire::put_metrics(out_, samples);
 }
 
