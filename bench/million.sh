@@ -120,6 +120,14 @@ log "idle RSS: iotgate broker ${broker_kb} kB, its store process ${store_kb} kB,
 record "{\"mode\":\"start\",\"first_login_ms\":$first_ms,\"loaded_ms\":$loaded_ms,\"broker_rss_kb\":$broker_kb,\"store_rss_kb\":$store_kb,\"plain_rss_kb\":$plain_kb}"
 
 # ---- storms: first and warm logins of the same 20,000 devices, plain and iotgate taking turns
+# CPUs as bench/run.sh places them: both brokers on the last CPU, redis-server and iotgate's store process on the
+# others (the start above ran unpinned, as a broker starts by default). On one CPU nothing is pinned.
+if (( $(nproc) >= 2 )); then
+  BROKER_CPUS=$(( $(nproc) - 1 )) OTHER_CPUS="0-$(( $(nproc) - 2 ))"
+  for b in plain iotgate; do taskset -a -p -c "$BROKER_CPUS" "${PID[$b]}" >/dev/null; done
+  for p in "${PID[redis]}" "$(store_pid "${PID[iotgate]}")"; do taskset -a -p -c "$OTHER_CPUS" "$p" >/dev/null; done
+  log "pinned: brokers on CPU $BROKER_CPUS; redis-server and the store process on CPUs $OTHER_CPUS"
+fi
 declare -A RATES=()
 for ((round = 0; round < ROUNDS; round++)); do
   for pass in first warm; do

@@ -159,20 +159,25 @@ int on_disconnect(int, void* event_data, void*) {
   });
 }
 
+// What the store process sent, to the gate (or the log).
+void apply(std::vector<StoreEvent> events) {
+  for (auto& event : events) {
+    std::visit(
+        [](auto&& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, Snapshot>) g_plugin->gate->on_snapshot(std::move(e));
+          else if constexpr (std::is_same_v<T, EntityUpdate>) g_plugin->gate->on_update(e);
+          else if constexpr (std::is_same_v<T, StoreResult>) g_plugin->gate->on_result(e);
+          else if constexpr (std::is_same_v<T, Command>) g_plugin->gate->on_command(e);
+          else g_plugin->log.write(e.level, e.text);
+        },
+        event);
+  }
+}
+
 int on_tick(int, void*, void*) {
   return guarded(MOSQ_ERR_SUCCESS, [&] {
-    for (auto& event : g_plugin->store->drain()) {
-      std::visit(
-          [](auto&& e) {
-            using T = std::decay_t<decltype(e)>;
-            if constexpr (std::is_same_v<T, Snapshot>) g_plugin->gate->on_snapshot(std::move(e));
-            else if constexpr (std::is_same_v<T, EntityUpdate>) g_plugin->gate->on_update(e);
-            else if constexpr (std::is_same_v<T, StoreResult>) g_plugin->gate->on_result(e);
-            else if constexpr (std::is_same_v<T, Command>) g_plugin->gate->on_command(e);
-            else g_plugin->log.write(e.level, e.text);
-          },
-          event);
-    }
+    apply(g_plugin->store->drain());
     g_plugin->gate->tick();
     g_plugin->effects->run_kicks();
     if (g_plugin->config.metrics_listen) {  // once a second: the page is a Prometheus scrape, not a live view
@@ -253,6 +258,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
     plugin->store = std::make_unique<StoreProcess>(plugin->config, serve_metrics);
     plugin->effects = std::make_unique<BrokerEffects>(*plugin->store);
     plugin->gate = std::make_unique<Gate>(plugin->config, plugin->log, *plugin->effects, unix_now);
+    plugin->store->set_device_hook([gate = plugin->gate.get()](Device& d) { gate->carry_over(d); });
     // Forked now, while the broker has one thread, and before the listeners exist.
     std::string error;
     if (!plugin->store->start(&error)) {
@@ -270,6 +276,19 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** user_data, s
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "iotgate: started; redis %s db %d, key prefix '%s'; store process %d",
                          iotgate::describe_redis(g_plugin->config).c_str(), g_plugin->config.redis_db,
                          g_plugin->config.key_prefix.c_str(), static_cast<int>(g_plugin->store->pid()));
+    // mosquitto opens its listeners after this returns: loading first spares a fleet that reconnects at once a
+    // stretch of "not loaded" refusals, and parses at full speed (in TICKs a load gets kDrainBudget per TICK).
+    if (g_plugin->config.load_wait > 0) {
+      const auto begun = std::chrono::steady_clock::now();
+      apply(g_plugin->store->wait_for_load(std::chrono::seconds(g_plugin->config.load_wait)));
+      if (!g_plugin->gate->loaded())
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "iotgate: opening the listeners before the first load (waited %lld ms); logins are "
+                             "refused until it is in",
+                             static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        std::chrono::steady_clock::now() - begun)
+                                                        .count()));
+    }
     *user_data = g_plugin;
     return MOSQ_ERR_SUCCESS;
   });

@@ -18,6 +18,10 @@ struct Config {
   int redis_db = 0;
   std::string redis_password;
   int redis_timeout_ms = 2000;      // per command; a stalled Redis fails writes after this
+  // Seconds the broker waits at start for the first load from Redis before it opens its listeners, so a fleet that
+  // reconnects at once finds every device known; the wait ends early when the store process reports Redis trouble.
+  // 0: open them at once (logins are refused "not loaded" until the load is in).
+  int load_wait = 30;
   // Redis Sentinel (docs/deployment.md): when set, the primary of redis_master_name is found by asking these sentinels
   // (redis_host / redis_port are then not used) and found again after a failover.
   std::vector<HostPort> redis_sentinels;

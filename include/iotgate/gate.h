@@ -58,6 +58,11 @@ class Gate {
   // The broker is stopping: every open device session counts as offline now (its writes are queued).
   void on_shutdown();
 
+  // A device of a load being parsed, before it joins the snapshot (StoreProcess's device hook): it takes the
+  // login/logout times and activation this broker holds, which may be ahead of what the load read from Redis (writes
+  // not made yet). Spares on_snapshot a pass over every device in one TICK (about a second at a million).
+  void carry_over(Device& incoming);
+  // A completed load replaces the registry; devices changed since carry_over saw them are carried over here.
   void on_snapshot(Snapshot snapshot);
   void on_update(const EntityUpdate& update);
   void on_result(const StoreResult& result);
@@ -199,6 +204,7 @@ class Gate {
   // iteration (a delayed MQTT 5 will is judged later by its names).
   std::unordered_map<const void*, Identity> departed_;
   VerifiedPasswords passwords_;
+  LoadChanges load_changes_;
   OtaRouter ota_;
   int64_t last_sweep_ = 0;
   int64_t last_heartbeat_ = 0;

@@ -5,9 +5,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "iotgate/compact_string.h"
 #include "iotgate/crypto.h"
 
 namespace iotgate {
@@ -35,21 +37,32 @@ struct Product {
   std::string emu_namespace;
 };
 
-struct Device {
-  std::string product;
+// Lierda encrypted products: the session key a device was last issued (HeaderCtrl 3).
+struct SessionKey {
   std::string id;
-  bool enabled = true;
-  std::string origin;  // cli | auth | auto
-  std::string secret;  // lierda, krt
-  std::optional<Pbkdf2Hash> secret_hash;  // emu
-  bool activated = false;                 // krt
+  uint32_t nonce = 0;
+  std::string key;
+  int64_t expires = 0;
+};
+
+// One of up to millions in a broker's memory: the strings are held inline (CompactString) and what only some
+// protocols have is shared behind a pointer, about 136 bytes a device.
+struct Device {
+  CompactString<16> product;
+  CompactString<24> id;
+  CompactString<40> secret;                        // lierda, krt
+  std::shared_ptr<const Pbkdf2Hash> secret_hash;   // emu
+  std::shared_ptr<const SessionKey> session;       // lierda encrypted products; null until one is issued
   int64_t last_online = 0;
   int64_t last_offline = 0;
-  // lierda encrypted products
-  std::string session_id;
-  uint32_t nonce = 0;
-  std::string session_key;
-  int64_t session_key_expires = 0;
+  bool enabled = true;
+  bool activated = false;  // krt
+  // Created by a device's own request (origin "auto": KRT auto-creation; "auth": a Lierda type 0 AUTH request), not
+  // by the CLI: counted against the product's limit.
+  bool created_by_device = false;
+
+  // The session key's hex, "" when none was issued.
+  std::string_view session_key() const { return session ? std::string_view(session->key) : std::string_view(); }
 };
 
 struct AccountRule {
@@ -83,37 +96,91 @@ std::optional<Account> account_from_fields(const std::string& name, const Fields
 
 std::string device_key(std::string_view product, std::string_view device);
 
+// The devices of a registry. They sit in chunks, so their addresses stay put while others come and go, and are found
+// by an open-addressing index hashed from (product, id) whose entries hold the slot and 32 bits of the hash, so a
+// probe reads a device only when those match: a device costs its record and about 16 bytes of index, and a table of
+// a million is a few hundred allocations, freed as quickly.
+class DeviceTable {
+ public:
+  DeviceTable() = default;
+  DeviceTable(const DeviceTable& other);
+  DeviceTable& operator=(const DeviceTable& other) { return *this = DeviceTable(other); }
+  DeviceTable(DeviceTable&&) noexcept = default;
+  DeviceTable& operator=(DeviceTable&&) noexcept = default;
+
+  Device* find(std::string_view product, std::string_view id);
+  const Device* find(std::string_view product, std::string_view id) const {
+    return const_cast<DeviceTable*>(this)->find(product, id);
+  }
+  // Stores `d`, replacing the device of the same product and id; returns where it now is.
+  Device& put(Device d);
+  bool erase(std::string_view product, std::string_view id);
+  size_t size() const { return size_; }
+  template <typename F>  // f(const Device&)
+  void for_each(F&& f) const {
+    for (uint32_t slot = 0; slot < slots_; ++slot)
+      if (live_[slot]) f(at(slot));
+  }
+
+ private:
+  static constexpr uint32_t kChunkBits = 12;  // 4096 devices a chunk
+  // An index entry: the slot + 1 in the low 32 bits (0: empty), the hash's high 32 bits above.
+  static constexpr uint64_t kNone = 0;
+  static uint32_t slot_of(uint64_t entry) { return static_cast<uint32_t>(entry) - 1; }
+  static uint32_t tag_of(size_t hash) { return static_cast<uint32_t>(static_cast<uint64_t>(hash) >> 32); }
+  Device& at(uint32_t slot) const { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
+  static size_t hash(std::string_view product, std::string_view id);
+  // The index entry holding (product, id), or the empty one where it would go.
+  size_t position(std::string_view product, std::string_view id, size_t hash) const;
+  void grow_index();
+
+  std::vector<std::unique_ptr<Device[]>> chunks_;
+  std::vector<bool> live_;      // per slot
+  std::vector<uint32_t> free_;  // slots below slots_ not live
+  uint32_t slots_ = 0;          // slots handed out so far
+  std::vector<uint64_t> index_;  // a power of two long, at most 3/4 full
+  size_t size_ = 0;
+};
+
 // Everything the broker thread needs to authenticate and authorize, in memory.
 class Registry {
  public:
-  const Product* product(const std::string& id) const;
-  const Device* device(const std::string& product, const std::string& id) const;
-  Device* device_mut(const std::string& product, const std::string& id);
+  const Product* product(std::string_view id) const;
+  const Device* device(std::string_view product, std::string_view id) const { return devices_.find(product, id); }
+  Device* device_mut(std::string_view product, std::string_view id) { return devices_.find(product, id); }
   const Account* account(const std::string& name) const;
   // EMU gateways log in with their device uid as username.
   const Device* emu_device_by_uid(const std::string& uid) const;
-  // Devices of `product` that a device's own request created (KRT auto-creation "auto", a Lierda type 0 AUTH
-  // request "auth"); kept as a count, not scanned.
+  // Devices of `product` that a device's own request created (Device::created_by_device); kept as a count, not
+  // scanned.
   size_t auto_created(const std::string& product) const;
 
   void put_product(Product p);
   void remove_product(const std::string& id);  // and its devices
-  void put_device(Device d);
-  void remove_device(const std::string& product, const std::string& id);
+  Device& put_device(Device d);
+  void remove_device(std::string_view product, std::string_view id);
   void put_account(Account a);
   void remove_account(const std::string& name);
 
   size_t product_count() const { return products_.size(); }
   size_t device_count() const { return devices_.size(); }
   size_t account_count() const { return accounts_.size(); }
-  const std::unordered_map<std::string, Device>& devices() const { return devices_; }
+  template <typename F>  // f(const Device&)
+  void for_each_device(F&& f) const {
+    devices_.for_each(std::forward<F>(f));
+  }
 
  private:
-  std::unordered_map<std::string, Product> products_;
-  std::unordered_map<std::string, Device> devices_;  // key: device_key(product, id)
+  // Looked up by std::string_view (a device's CompactString product) without making a std::string.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Product, StringHash, std::equal_to<>> products_;
+  DeviceTable devices_;
   std::unordered_map<std::string, Account> accounts_;
-  std::unordered_map<std::string, std::string> emu_uids_;  // uid -> device_key
-  std::unordered_map<std::string, size_t> auto_created_;    // product -> devices with origin "auto"
+  std::unordered_map<std::string, std::string> emu_uids_;  // uid -> its product
+  std::unordered_map<std::string, size_t> auto_created_;    // product -> devices created_by_device
   void count_origin(const Device& d, int delta);
 };
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -136,6 +137,16 @@ class VerifiedPasswords {
 };
 
 // What the gate shares with its modules.
+// The devices whose login/logout times or activation changed in memory while a load was being parsed
+// (Gate::carry_over): the load may hold what Redis had before the change, so Gate::on_snapshot carries them over.
+struct LoadChanges {
+  bool loading = false;
+  std::unordered_set<std::string> devices;  // device_key(product, device)
+  void note(std::string_view product, std::string_view device) {
+    if (loading && !product.empty()) devices.insert(device_key(product, device));
+  }
+};
+
 struct GateContext {
   const Config& config;
   Log& log;
@@ -145,6 +156,7 @@ struct GateContext {
   OtaRouter& ota;
   PendingReplies& replies;
   VerifiedPasswords& passwords;
+  LoadChanges& load_changes;
 
   // Writes device fields (login/logout times, activation) to Redis; durable: held while Redis is away.
   void touch(const std::string& product, const std::string& device, Fields fields) const;

@@ -90,11 +90,14 @@ struct LoadRecord {
 class SnapshotBuilder {
  public:
   SnapshotBuilder() { reset(); }
+  // Called with each parsed device before it joins the snapshot (Gate::carry_over).
+  void set_device_hook(std::function<void(Device&)> hook) { device_hook_ = std::move(hook); }
   void reset();
   void add(LoadRecord record);
   Snapshot finish();  // and starts over
  private:
   Snapshot snap_;
+  std::function<void(Device&)> device_hook_;
   // Malformed entities: their devices, progress and pushes are skipped with them.
   std::set<std::string> bad_products_, bad_tasks_;
 };
@@ -150,6 +153,9 @@ class RedisStore {
   std::optional<std::vector<std::string>> smembers(const std::string& key);
   std::optional<std::string> last_stream_id(const std::string& stream);
   bool load_ota(const std::function<void(LoadRecord)>& sink);
+  // Reads the devices `ids` of `product` with their login and logout times and passes each to `sink`.
+  bool load_devices(const std::string& product, const std::vector<std::string>& ids,
+                    const std::function<void(LoadRecord)>& sink);
   std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
   void fail(const std::string& what);
   bool connect_to(const HostPort& at);

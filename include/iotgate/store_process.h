@@ -52,11 +52,17 @@ class StoreProcess {
   // Forks the store process. Call while this process has a single thread: a fork copies only the caller's.
   bool start(std::string* error);
   void submit(const StoreJob& job);
+  // Called on each device of a load as drain() parses it (Gate::carry_over).
+  void set_device_hook(std::function<void(Device&)> hook) { builder_.set_device_hook(std::move(hook)); }
   // Hands the broker's metric samples to the store process (which serves the latest); sent by the next flush().
   void report_metrics(const MetricSamples& samples);
   // Writes what submit() encoded, as much as the socket takes now.
   void flush();
   std::vector<StoreEvent> drain(std::chrono::milliseconds budget = kDrainBudget);
+  // At start, before the broker has clients: waits up to `limit` for the first load, parsing it as it arrives with no
+  // budget, and returns what came, in order. Returns early, without it, when the store process reports
+  // trouble (a line at warning or worse: Redis unreachable, failing) or goes away; drain() then goes on from there.
+  std::vector<StoreEvent> wait_for_load(std::chrono::milliseconds limit);
   // Sends what is queued and asks the store process to write it to Redis and exit, waiting at most `wait`.
   // Returns the writes it could not make; its last log lines are appended to `lines`.
   uint64_t stop(std::chrono::milliseconds wait, std::vector<LogLine>& lines);
@@ -64,7 +70,7 @@ class StoreProcess {
 
  private:
   using Clock = std::chrono::steady_clock;
-  // Reads what the socket holds, at most a few MiB per call (more_ then says there is more).
+  // Reads what the socket holds, up to a few MiB ahead of parsing (more_ then says there is more).
   void read_available();
   // Parses whole frames until `deadline` (backlog_ says some are left); false when one is malformed.
   bool parse(std::vector<StoreEvent>& out, Clock::time_point deadline, std::optional<uint64_t>* held);

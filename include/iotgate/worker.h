@@ -31,7 +31,8 @@ class StoreWorker {
   void stop();  // joins both threads
   void submit(StoreJob job);
   std::vector<WorkerEvent> drain();
-  // Called (on a worker thread, no lock held) after each event: the caller learns there is something to drain.
+  // Called (on a worker thread, no lock held) after an event that found none queued: the caller learns there is
+  // something to drain.
   void set_on_event(std::function<void()> on_event) { on_event_ = std::move(on_event); }
   size_t held_writes() const;
   // For the metrics page (any thread).

@@ -43,6 +43,7 @@ std::variant<Config, std::string> parse_config(const std::vector<std::pair<std::
       {"redis_db", {integer(c.redis_db, 0, 1000), "a database number"}},
       {"redis_password", {[&](const std::string& v) { c.redis_password = v; return true; }, "a password"}},
       {"redis_timeout_ms", {integer(c.redis_timeout_ms, 50, 60000), "milliseconds 50-60000"}},
+      {"load_wait", {integer(c.load_wait, 0, 600), "seconds 0-600"}},
       {"redis_sentinels",
        {[&](const std::string& v) {
           auto list = parse_host_ports(v, kSentinelPort, nullptr);

@@ -98,19 +98,23 @@ std::optional<Device> device_from_fields(const std::string& product, const std::
   d.product = product;
   d.id = id;
   d.enabled = flag(f, "enabled", true);
-  d.origin = value_or(f, "origin", "cli");
+  const std::string origin = value_or(f, "origin", "cli");
+  d.created_by_device = origin == "auto" || origin == "auth";
   d.secret = value_or(f, "secret", "");
   if (const std::string* h = field(f, "secret_hash"); h && !h->empty()) {
-    d.secret_hash = parse_pbkdf2_hash(*h);
-    if (!d.secret_hash) return fail(error, "device " + product + ":" + id + ": malformed secret_hash"), std::nullopt;
+    auto hash = parse_pbkdf2_hash(*h);
+    if (!hash) return fail(error, "device " + product + ":" + id + ": malformed secret_hash"), std::nullopt;
+    d.secret_hash = std::make_shared<const Pbkdf2Hash>(std::move(*hash));
   }
   d.activated = flag(f, "activated");
   d.last_online = int_or(f, "last_online", 0);
   d.last_offline = int_or(f, "last_offline", 0);
-  d.session_id = value_or(f, "session_id", "");
-  d.nonce = static_cast<uint32_t>(int_or(f, "nonce", 0));
-  d.session_key = value_or(f, "session_key", "");
-  d.session_key_expires = int_or(f, "session_key_expires", 0);
+  SessionKey key;
+  key.id = value_or(f, "session_id", "");
+  key.nonce = static_cast<uint32_t>(int_or(f, "nonce", 0));
+  key.key = value_or(f, "session_key", "");
+  key.expires = int_or(f, "session_key_expires", 0);
+  if (!key.id.empty() || !key.key.empty()) d.session = std::make_shared<const SessionKey>(std::move(key));
   return d;
 }
 
@@ -135,35 +139,124 @@ std::optional<Account> account_from_fields(const std::string& name, const Fields
   return a;
 }
 
-const Product* Registry::product(const std::string& id) const {
+const Product* Registry::product(std::string_view id) const {
   auto it = products_.find(id);
   return it == products_.end() ? nullptr : &it->second;
 }
-const Device* Registry::device(const std::string& product, const std::string& id) const {
-  auto it = devices_.find(device_key(product, id));
-  return it == devices_.end() ? nullptr : &it->second;
+// ---- DeviceTable
+
+size_t DeviceTable::hash(std::string_view product, std::string_view id) {
+  const size_t h = std::hash<std::string_view>{}(product);
+  return h ^ (std::hash<std::string_view>{}(id) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
 }
-Device* Registry::device_mut(const std::string& product, const std::string& id) {
-  auto it = devices_.find(device_key(product, id));
-  return it == devices_.end() ? nullptr : &it->second;
+
+size_t DeviceTable::position(std::string_view product, std::string_view id, size_t h) const {
+  const size_t mask = index_.size() - 1;
+  const uint32_t tag = tag_of(h);
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const uint64_t entry = index_[i];
+    if (entry == kNone) return i;
+    if ((entry >> 32) != tag) continue;
+    const Device& d = at(slot_of(entry));
+    if (d.id == id && d.product == product) return i;
+  }
 }
+
+DeviceTable::DeviceTable(const DeviceTable& other)
+    : live_(other.live_), free_(other.free_), slots_(other.slots_), index_(other.index_), size_(other.size_) {
+  for (const auto& chunk : other.chunks_) {
+    chunks_.push_back(std::make_unique<Device[]>(size_t{1} << kChunkBits));
+    std::copy(chunk.get(), chunk.get() + (size_t{1} << kChunkBits), chunks_.back().get());
+  }
+}
+
+Device* DeviceTable::find(std::string_view product, std::string_view id) {
+  if (size_ == 0) return nullptr;
+  const uint64_t entry = index_[position(product, id, hash(product, id))];
+  return entry == kNone ? nullptr : &at(slot_of(entry));
+}
+
+void DeviceTable::grow_index() {
+  std::vector<uint64_t> old = std::move(index_);
+  index_.assign(old.empty() ? 1024 : old.size() * 2, kNone);
+  const size_t mask = index_.size() - 1;
+  for (uint64_t entry : old) {
+    if (entry == kNone) continue;
+    const Device& d = at(slot_of(entry));
+    size_t i = hash(d.product, d.id) & mask;
+    while (index_[i] != kNone) i = (i + 1) & mask;
+    index_[i] = entry;
+  }
+}
+
+Device& DeviceTable::put(Device d) {
+  if ((size_ + 1) * 4 > index_.size() * 3) grow_index();
+  const size_t h = hash(d.product, d.id);
+  const size_t i = position(d.product, d.id, h);
+  if (index_[i] != kNone) {
+    Device& existing = at(slot_of(index_[i]));
+    existing = std::move(d);
+    return existing;
+  }
+  uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = slots_++;
+    if ((slot >> kChunkBits) == chunks_.size()) chunks_.push_back(std::make_unique<Device[]>(size_t{1} << kChunkBits));
+    live_.push_back(false);
+  }
+  Device& stored = at(slot);
+  stored = std::move(d);
+  live_[slot] = true;
+  index_[i] = (static_cast<uint64_t>(tag_of(h)) << 32) | (static_cast<uint64_t>(slot) + 1);
+  ++size_;
+  return stored;
+}
+
+bool DeviceTable::erase(std::string_view product, std::string_view id) {
+  if (size_ == 0) return false;
+  size_t i = position(product, id, hash(product, id));
+  if (index_[i] == kNone) return false;
+  const uint32_t slot = slot_of(index_[i]);
+  at(slot) = Device{};  // frees what it held on the heap
+  live_[slot] = false;
+  free_.push_back(slot);
+  --size_;
+  // Linear probing without tombstones: move back every later entry of the run that may sit at i.
+  const size_t mask = index_.size() - 1;
+  index_[i] = kNone;
+  for (size_t j = (i + 1) & mask; index_[j] != kNone; j = (j + 1) & mask) {
+    const Device& d = at(slot_of(index_[j]));
+    const size_t home = hash(d.product, d.id) & mask;
+    // The entry at j may move to i when its home is not in the cyclic range (i, j].
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      index_[i] = index_[j];
+      index_[j] = kNone;
+      i = j;
+    }
+  }
+  return true;
+}
+
+// ---- Registry
+
 const Account* Registry::account(const std::string& name) const {
   auto it = accounts_.find(name);
   return it == accounts_.end() ? nullptr : &it->second;
 }
 const Device* Registry::emu_device_by_uid(const std::string& uid) const {
   auto it = emu_uids_.find(uid);
-  if (it == emu_uids_.end()) return nullptr;
-  auto d = devices_.find(it->second);
-  return d == devices_.end() ? nullptr : &d->second;
+  return it == emu_uids_.end() ? nullptr : devices_.find(it->second, uid);
 }
 size_t Registry::auto_created(const std::string& product) const {
   auto it = auto_created_.find(product);
   return it == auto_created_.end() ? 0 : it->second;
 }
 void Registry::count_origin(const Device& d, int delta) {
-  if (d.origin != "auto" && d.origin != "auth") return;
-  size_t& n = auto_created_[d.product];
+  if (!d.created_by_device) return;
+  size_t& n = auto_created_[d.product.str()];
   n = delta > 0 ? n + 1 : (n > 0 ? n - 1 : 0);
 }
 
@@ -174,32 +267,33 @@ void Registry::put_product(Product p) {
 void Registry::remove_product(const std::string& id) {
   products_.erase(id);
   auto_created_.erase(id);
-  for (auto it = devices_.begin(); it != devices_.end();) {
-    if (it->second.product == id) {
-      // Only the uid entry that points at this very device: another product's gateway may share the id.
-      auto uid = emu_uids_.find(it->second.id);
-      if (uid != emu_uids_.end() && uid->second == it->first) emu_uids_.erase(uid);
-      it = devices_.erase(it);
-    } else {
-      ++it;
-    }
+  std::vector<std::string> ids;
+  devices_.for_each([&](const Device& d) {
+    if (d.product == id) ids.push_back(d.id.str());
+  });
+  for (const auto& device : ids) {
+    // Only the uid entry that points at this very device: another product's gateway may share the id.
+    auto uid = emu_uids_.find(device);
+    if (uid != emu_uids_.end() && uid->second == id) emu_uids_.erase(uid);
+    devices_.erase(id, device);
   }
 }
-void Registry::put_device(Device d) {
-  std::string key = device_key(d.product, d.id);
-  if (const Product* p = product(d.product); p && p->protocol == Protocol::emu) emu_uids_[d.id] = key;
-  auto it = devices_.find(key);
-  if (it != devices_.end()) count_origin(it->second, -1);
+Device& Registry::put_device(Device d) {
+  if (const Product* p = product(d.product); p && p->protocol == Protocol::emu) emu_uids_[d.id.str()] = d.product.str();
+  Device* existing = devices_.find(d.product, d.id);
+  if (existing) count_origin(*existing, -1);
   count_origin(d, +1);
-  devices_[key] = std::move(d);
+  if (!existing) return devices_.put(std::move(d));
+  *existing = std::move(d);
+  return *existing;
 }
-void Registry::remove_device(const std::string& product, const std::string& id) {
-  auto it = devices_.find(device_key(product, id));
-  if (it == devices_.end()) return;
-  auto uid = emu_uids_.find(id);
-  if (uid != emu_uids_.end() && uid->second == it->first) emu_uids_.erase(uid);
-  count_origin(it->second, -1);
-  devices_.erase(it);
+void Registry::remove_device(std::string_view product, std::string_view id) {
+  const Device* d = devices_.find(product, id);
+  if (!d) return;
+  auto uid = emu_uids_.find(std::string(id));
+  if (uid != emu_uids_.end() && uid->second == product) emu_uids_.erase(uid);
+  count_origin(*d, -1);
+  devices_.erase(product, id);
 }
 void Registry::put_account(Account a) {
   std::string name = a.name;

@@ -52,12 +52,13 @@ void GateContext::touch(const std::string& product, const std::string& device, F
   job.device = device;
   job.fields = std::move(fields);
   effects.submit(std::move(job));
+  load_changes.note(product, device);
 }
 
 Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
     : config_(std::move(config)), log_(log), effects_(effects), clock_(std::move(clock)),
       ota_(config_, log_, effects_, clock_), bans_(config_),
-      context_{config_, log_, effects_, clock_, registry_, ota_, replies_, passwords_},
+      context_{config_, log_, effects_, clock_, registry_, ota_, replies_, passwords_, load_changes_},
       lierda_(context_), krt_(context_), emu_(context_), accounts_(context_) {
   ota_.set_broker_id(broker_id_);
 }
@@ -549,8 +550,11 @@ void Gate::on_fleet_event(const Fields& fields) {
     size_t colon = device->find(':');
     if (colon == std::string::npos) continue;
     // A type-1 password of a session that ended on another broker is refused here from now on (replay).
-    if (Device* d = registry_.device_mut(device->substr(0, colon), device->substr(colon + 1)))
+    const std::string_view product = std::string_view(*device).substr(0, colon), id = std::string_view(*device).substr(colon + 1);
+    if (Device* d = registry_.device_mut(product, id)) {
       d->last_offline = std::max(d->last_offline, off);
+      load_changes_.note(product, id);
+    }
   }
 }
 
@@ -661,26 +665,36 @@ void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
 
 // --- changes from Redis ------------------------------------------------------------------------------------
 
+namespace {
+// Login and logout times are written from the broker and may be ahead of what Redis returned.
+void keep_later_times(Device& incoming, const Device& current) {
+  incoming.last_online = std::max(incoming.last_online, current.last_online);
+  incoming.last_offline = std::max(incoming.last_offline, current.last_offline);
+  incoming.activated = incoming.activated || current.activated;
+}
+}  // namespace
+
 void Gate::merge_device(Device incoming) {
-  // Login and logout times are written from here and may be ahead of what Redis returned.
-  if (const Device* current = registry_.device(incoming.product, incoming.id)) {
-    incoming.last_online = std::max(incoming.last_online, current->last_online);
-    incoming.last_offline = std::max(incoming.last_offline, current->last_offline);
-    incoming.activated = incoming.activated || current->activated;
-  }
+  if (const Device* current = registry_.device(incoming.product, incoming.id)) keep_later_times(incoming, *current);
   registry_.put_device(std::move(incoming));
+}
+
+void Gate::carry_over(Device& incoming) {
+  load_changes_.loading = true;
+  if (const Device* current = registry_.device(incoming.product, incoming.id)) keep_later_times(incoming, *current);
 }
 
 void Gate::on_snapshot(Snapshot snapshot) {
   for (const auto& problem : snapshot.problems) log_.warning("iotgate: skipped malformed entry: " + problem);
   Registry& next = *snapshot.registry;
-  for (const auto& [key, d] : registry_.devices()) {
-    if (Device* n = next.device_mut(d.product, d.id)) {
-      n->last_online = std::max(n->last_online, d.last_online);
-      n->last_offline = std::max(n->last_offline, d.last_offline);
-      n->activated = n->activated || d.activated;
-    }
+  for (const std::string& key : load_changes_.devices) {
+    const size_t colon = key.find(':');
+    const std::string_view product = std::string_view(key).substr(0, colon), id = std::string_view(key).substr(colon + 1);
+    const Device* current = registry_.device(product, id);
+    Device* n = next.device_mut(product, id);
+    if (current && n) keep_later_times(*n, *current);
   }
+  load_changes_ = LoadChanges{};
   registry_ = std::move(next);
   ++entries_epoch_;
   refresh_account_summaries();

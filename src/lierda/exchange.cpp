@@ -103,8 +103,8 @@ void LierdaModule::reply_auth(const PendingReply& p, int code, const Device* dev
   // proves nothing but the ProductKey. For types 0 and 1 the ProductKey holder is given the DeviceSecret anyway.
   if (code == 0 && device && include_secret) {
     body += ",\"DeviceSecret\":" + json_quoted(device->secret);
-    if (!device->session_id.empty())
-      body += ",\"SessionID\":" + json_quoted(device->session_id) + ",\"Nonce\":" + std::to_string(device->nonce);
+    if (device->session && !device->session->id.empty())
+      body += ",\"SessionID\":" + json_quoted(device->session->id) + ",\"Nonce\":" + std::to_string(device->session->nonce);
   }
   body += "}";
   std::string msg = "{\"MessageId\":" + p.message_id_json + ",\"HeaderCtrl\":1,\"Payload\":" + body +
@@ -127,10 +127,10 @@ void LierdaModule::answer(const PendingReply& p, bool ok, const std::string& err
       break;
     }
     case session_key_notice:
-      if (d && !d->session_id.empty()) {
+      if (d && d->session && !d->session->id.empty()) {
         std::string msg = "{\"MessageId\":" + std::to_string(gate_.clock()) +
-                          ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_quoted(d->session_id) +
-                          ",\"Nonce\":" + std::to_string(d->nonce) + "},\"Version\":\"2.0\"}";
+                          ",\"HeaderCtrl\":3,\"Payload\":{\"SessionID\":" + json_quoted(d->session->id) +
+                          ",\"Nonce\":" + std::to_string(d->session->nonce) + "},\"Version\":\"2.0\"}";
         gate_.effects.publish_to_client(p.client_id, p.topic, msg, kSecretQos);
         gate_.log.info("iotgate: sent a session key (HeaderCtrl 3) to '" + p.client_id + "'");
       }

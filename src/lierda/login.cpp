@@ -134,7 +134,7 @@ void LierdaModule::on_login(const std::string& client_id, const void* handle, co
   const Product* p = gate_.registry.product(id.product);
   // The V2 session is where an encrypted device learns its key (the AUTH session proves only the ProductKey).
   if (!p || !p->encrypted) return;
-  if (device.session_key.empty() || device.session_key_expires <= gate_.clock()) start_rekey(client_id, handle, id, *p);
+  if (device.session_key().empty() || device.session->expires <= gate_.clock()) start_rekey(client_id, handle, id, *p);
   else gate_.replies.due(key_notice(client_id, handle, id));
 }
 

@@ -21,14 +21,14 @@ bool LierdaModule::ota_message(const std::string& client_id, const Identity& id,
   auto header = int_member(doc, "HeaderCtrl");
   std::string message_id = echo_id(doc, "MessageId");
   // Encrypted products carry the Payload as hex of AES-128-ECB under the session key.
-  bool encrypted = product.encrypted && !device.session_key.empty();
+  bool encrypted = product.encrypted && !device.session_key().empty();
   rapidjson::Document body;
   auto payload_it = doc.FindMember("Payload");
   if (payload_it == doc.MemberEnd()) return refuse("no Payload");
   const rapidjson::Value* p = &payload_it->value;
   if (p->IsString() && encrypted) {
     auto cipher = from_hex(std::string_view(p->GetString(), p->GetStringLength()));
-    auto key = from_hex(device.session_key);
+    auto key = from_hex(device.session_key());
     std::optional<std::string> plain;
     if (cipher && key) plain = aes128_ecb_decrypt(*key, *cipher);
     if (!plain) return refuse("Payload does not decrypt under the session key");
@@ -40,7 +40,7 @@ bool LierdaModule::ota_message(const std::string& client_id, const Identity& id,
   std::string prefix = id.prefix;
   auto wrap = [&](const std::string& payload_json) {
     if (!encrypted) return payload_json;
-    return json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device.session_key), payload_json)));
+    return json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device.session_key()), payload_json)));
   };
 
   if (suffix == "firmware_report") {

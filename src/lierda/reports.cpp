@@ -93,8 +93,8 @@ void LierdaModule::acknowledge(const DevicePublish& m) {
     const Product* p = gate_.registry.product(id.product);
     // The session's device key encrypts the ack of an encrypted product.
     const Device* device = p && p->encrypted ? m.device() : nullptr;
-    if (device && !device->session_key.empty())
-      body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device->session_key), body)));
+    if (device && !device->session_key().empty())
+      body = json_quoted(to_hex_upper(aes128_ecb_encrypt(*from_hex(device->session_key()), body)));
   }
   gate_.effects.publish_to_client(std::string(client_id), id.prefix + ack->topic_suffix,
                                   "{\"MessageId\":" + ack->message_id + ",\"HeaderCtrl\":" +

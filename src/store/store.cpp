@@ -417,27 +417,22 @@ bool RedisStore::load_all(const std::function<void(LoadRecord)>& sink) {
     const std::string& product = (*product_ids)[i];
     if (!(*products)[i]) continue;
     sink(LoadRecord{Kind::product, product, {}, std::move(*(*products)[i])});
-    auto device_ids = smembers(key("devices:" + product));
-    if (!device_ids) return false;
-    std::vector<std::string> dkeys;
-    for (const auto& d : *device_ids) dkeys.push_back(key("device:" + product + ":" + d));
-    auto devices = hgetall_many(dkeys);
-    if (!devices) return false;
-    auto times = hgetall_many({key("last_online:" + product), key("last_offline:" + product)});
-    if (!times) return false;
-    for (size_t j = 0; j < device_ids->size(); ++j) {
-      if (!(*devices)[j]) continue;
-      // The later of the times hash and the device hash's own field (where data written before the times
-      // hashes existed keeps its times).
-      for (size_t t = 0; t < 2; ++t) {
-        if (!(*times)[t]) continue;
-        auto seen = (*times)[t]->find((*device_ids)[j]);
-        if (seen == (*times)[t]->end()) continue;
-        std::string& field = (*(*devices)[j])[t == 0 ? "last_online" : "last_offline"];
-        if (field.empty() || as_number(seen->second) > as_number(field)) field = seen->second;
+    // The devices a page of SSCAN at a time, each page in one pipeline, so memory does not grow with the fleet. A
+    // set being rehashed may name a device twice: it is then loaded twice, the second replacing the first.
+    std::string cursor = "0";
+    do {
+      Reply page = command({"SSCAN", key("devices:" + product), cursor, "COUNT", "1000"});
+      if (!page || page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+          page->element[0]->type != REDIS_REPLY_STRING || page->element[1]->type != REDIS_REPLY_ARRAY)
+        return page ? (fail("redis SSCAN reply"), false) : false;
+      cursor.assign(page->element[0]->str, page->element[0]->len);
+      std::vector<std::string> device_ids;
+      for (size_t j = 0; j < page->element[1]->elements; ++j) {
+        const redisReply* m = page->element[1]->element[j];
+        if (m->type == REDIS_REPLY_STRING) device_ids.emplace_back(m->str, m->len);
       }
-      sink(LoadRecord{Kind::device, product, (*device_ids)[j], std::move(*(*devices)[j])});
-    }
+      if (!load_devices(product, device_ids, sink)) return false;
+    } while (cursor != "0");
   }
   auto names = smembers(key("accounts"));
   if (!names) return false;
@@ -449,6 +444,54 @@ bool RedisStore::load_all(const std::function<void(LoadRecord)>& sink) {
     if ((*accounts)[i]) sink(LoadRecord{Kind::account, (*names)[i], {}, std::move(*(*accounts)[i])});
   if (!load_ota(sink)) return false;
   sink(LoadRecord{Kind::end, {}, {}, {}});
+  return true;
+}
+
+bool RedisStore::load_devices(const std::string& product, const std::vector<std::string>& ids,
+                              const std::function<void(LoadRecord)>& sink) {
+  if (ids.empty()) return true;
+  if (!ctx_) return false;
+  // One pipeline: each device's hash, then its login and logout times from the per-product times hashes.
+  for (const auto& id : ids) {
+    const std::string k = key("device:" + product + ":" + id);
+    const char* argv[2] = {"HGETALL", k.c_str()};
+    size_t lens[2] = {7, k.size()};
+    if (redisAppendCommandArgv(ctx_, 2, argv, lens) != REDIS_OK) return fail("redis pipeline"), false;
+  }
+  for (const char* times : {"last_online:", "last_offline:"}) {
+    const std::string k = key(times + product);
+    std::vector<const char*> argv = {"HMGET", k.c_str()};
+    std::vector<size_t> lens = {5, k.size()};
+    for (const auto& id : ids) {
+      argv.push_back(id.c_str());
+      lens.push_back(id.size());
+    }
+    if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
+      return fail("redis pipeline"), false;
+  }
+  std::vector<Reply> replies;
+  replies.reserve(ids.size() + 2);
+  for (size_t i = 0; i < ids.size() + 2; ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) return fail("redis HGETALL"), false;
+    replies.emplace_back(static_cast<redisReply*>(raw), freeReplyObject);
+    if (replies.back()->type != REDIS_REPLY_ARRAY) return fail("redis HGETALL / HMGET reply"), false;
+  }
+  const redisReply* online = replies[ids.size()].get();
+  const redisReply* offline = replies[ids.size() + 1].get();
+  for (size_t j = 0; j < ids.size(); ++j) {
+    if (replies[j]->elements == 0) continue;  // gone since SSCAN named it
+    Fields fields = fields_from_array(replies[j].get());
+    // The later of the times hash and the device hash's own field (where data written before the times hashes
+    // existed keeps its times).
+    for (const auto& [times, field] : {std::pair{online, "last_online"}, std::pair{offline, "last_offline"}}) {
+      if (j >= times->elements || times->element[j]->type != REDIS_REPLY_STRING) continue;
+      std::string seen(times->element[j]->str, times->element[j]->len);
+      std::string& value = fields[field];
+      if (value.empty() || as_number(seen) > as_number(value)) value = std::move(seen);
+    }
+    sink(LoadRecord{LoadRecord::Kind::device, product, ids[j], std::move(fields)});
+  }
   return true;
 }
 
@@ -505,8 +548,12 @@ void SnapshotBuilder::add(LoadRecord r) {
       break;
     case Kind::device:
       if (bad_products_.count(r.id)) break;
-      if (auto d = device_from_fields(r.id, r.member, r.fields, &err)) snap_.registry->put_device(std::move(*d));
-      else snap_.problems.push_back(err);
+      if (auto d = device_from_fields(r.id, r.member, r.fields, &err)) {
+        if (device_hook_) device_hook_(*d);
+        snap_.registry->put_device(std::move(*d));
+      } else {
+        snap_.problems.push_back(err);
+      }
       break;
     case Kind::account:
       if (auto a = account_from_fields(r.id, r.fields, &err)) snap_.registry->put_account(std::move(*a));

@@ -68,13 +68,17 @@ std::vector<WorkerEvent> StoreWorker::drain() {
 
 void StoreWorker::emit(WorkerEvent event) {
   const bool load = std::holds_alternative<LoadRecord>(event);
+  bool first;
   {
     std::unique_lock lock(events_mutex_);
     // A load's records wait for drain() to catch up: queued all at once, 100,000 devices took ~100 MB.
     if (load) events_cv_.wait(lock, [this] { return events_.size() < kMaxQueuedRecords || stop_; });
+    first = events_.empty();
     events_.push_back(std::move(event));
   }
-  if (on_event_) on_event_();
+  // Only the first event of a batch rings: the ones behind it are taken by the drain() that ring causes (a load of
+  // a million devices rang a million times).
+  if (first && on_event_) on_event_();
 }
 
 bool StoreWorker::sleep_unless_stopped(std::chrono::milliseconds d) {

@@ -189,7 +189,7 @@ void device_fields(const std::vector<std::string>& p) {
     return;
   }
   bool has_hash = f.count("secret_hash") && !f["secret_hash"].empty();
-  FUZZ_CHECK("device-hash", d->secret_hash.has_value() == has_hash, "secret_hash presence not as written");
+  FUZZ_CHECK("device-hash", (d->secret_hash != nullptr) == has_hash, "secret_hash presence not as written");
   FUZZ_CHECK("device-secret", d->secret == (f.count("secret") ? f["secret"] : ""), "secret not as written");
   FUZZ_CHECK("device-enabled", d->enabled == (f.count("enabled") ? f["enabled"] == "1" : true), "enabled not as written");
   // Into a registry: found again, by key and (EMU) by uid.

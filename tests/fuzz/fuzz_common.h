@@ -240,7 +240,7 @@ inline iotgate::Device device(const char* product, const char* id, const char* s
   d.id = id;
   d.secret = secret;
   d.enabled = enabled;
-  d.origin = origin;
+  d.created_by_device = std::string_view(origin) == "auto" || std::string_view(origin) == "auth";
   return d;
 }
 inline iotgate::Device emu_device(const char* product, const char* id, const char* hash, bool enabled = true) {
@@ -248,7 +248,8 @@ inline iotgate::Device emu_device(const char* product, const char* id, const cha
   d.product = product;
   d.id = id;
   d.enabled = enabled;
-  if (hash) d.secret_hash = iotgate::parse_pbkdf2_hash(hash);
+  if (auto parsed = hash ? iotgate::parse_pbkdf2_hash(hash) : std::nullopt)
+    d.secret_hash = std::make_shared<const iotgate::Pbkdf2Hash>(std::move(*parsed));
   return d;
 }
 
@@ -272,10 +273,7 @@ inline const iotgate::Registry& fixture() {
     r.put_device(device(kL2, "TYPE2DEV01", kSecretL2));
     r.put_device(device(kLE, "ENCDEV0001", kSecretLE1));  // no session key yet: a V2 login starts a rekey
     Device e2 = device(kLE, "ENCDEV0002", kSecretLE2);
-    e2.session_id = "4655434B";
-    e2.nonce = 128;
-    e2.session_key = kSessionKeyLE2;
-    e2.session_key_expires = kNow + 86400;
+    e2.session = std::make_shared<const SessionKey>(SessionKey{"4655434B", 128, kSessionKeyLE2, kNow + 86400});
     r.put_device(e2);
     r.put_device(device(kLD, "OFFPRODDEV", kSecretLX));
     r.put_device(device(kLO, kEui, kSecretLO));

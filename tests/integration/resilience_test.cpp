@@ -51,8 +51,12 @@ TEST(PluginOptions, PerListenerSettingsTrueRefusesToStart) {
 TEST(RedisAtStart, UnreachableRedisIsNotFatalAndTheDataLoadsWhenItComes) {
   RedisServer redis;
   Broker broker({{"redis_port", std::to_string(redis.port())}, {"redis_timeout_ms", "300"}});
+  const auto started = std::chrono::steady_clock::now();
   broker.start();  // Redis is not running yet
+  // The broker does not sit out plugin_opt_load_wait (30 s): the store process's warning ends the wait.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(5));
   EXPECT_TRUE(broker.wait_for_log("cannot load from redis", std::chrono::seconds(5)));
+  EXPECT_TRUE(broker.wait_for_log("opening the listeners before the first load"));
   EXPECT_TRUE(broker.running());
   V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
   {
@@ -73,6 +77,37 @@ TEST(RedisAtStart, UnreachableRedisIsNotFatalAndTheDataLoadsWhenItComes) {
     rc = dev.connect(broker.port(), c.username, c.password);
   }
   EXPECT_EQ(rc, 0);
+}
+
+// A fleet reconnecting to a restarted broker finds every device known: the first load comes before the listeners.
+TEST(RedisAtStart, TheListenersOpenOnceTheDevicesAreLoaded) {
+  RedisServer redis;
+  redis.start();
+  ASSERT_EQ(run_cli(redis, {"product", "add", "lierda", "--openid", kOpenid, "--product-id", kPid, "--product-key",
+                            kKey, "--auth-type", "1"}).exit_code, 0);
+  ASSERT_EQ(run_cli(redis, {"device", "add", "lierda", "--product-id", kPid, "--node-eui", kEui, "--secret", kSecret})
+                .exit_code, 0);
+  V2Creds c = v2_creds(kPid, kEui, kSecret, 0, 1);
+  for (const char* wait : {"30", "0"}) {
+    Broker broker({{"redis_port", std::to_string(redis.port())}, {"load_wait", wait}});
+    broker.start();
+    if (std::string(wait) == "30") {
+      // The first connection attempt, made as soon as the port answers, is accepted.
+      MqttClient dev(c.client_id);
+      EXPECT_EQ(dev.connect(broker.port(), c.username, c.password), 0);
+      const std::string log = broker.log();
+      const size_t loaded = log.find("iotgate: loaded"), listening = log.find("Opening ipv4 listen socket");
+      ASSERT_NE(loaded, std::string::npos) << log;
+      ASSERT_NE(listening, std::string::npos) << log;
+      EXPECT_LT(loaded, listening) << log;
+    } else {
+      // Not waiting: the listeners open at once and the load follows in TICKs.
+      EXPECT_TRUE(broker.wait_for_log("iotgate: loaded"));
+      MqttClient dev(c.client_id);
+      EXPECT_EQ(dev.connect(broker.port(), c.username, c.password), 0);
+      EXPECT_FALSE(broker.wait_for_log("opening the listeners before the first load", milliseconds(0)));
+    }
+  }
 }
 
 class RedisOutageTest : public StackTest {

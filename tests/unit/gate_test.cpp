@@ -84,7 +84,7 @@ class GateTest : public ::testing::Test {
     Device gw;
     gw.product = "PK1";
     gw.id = "gw1";
-    gw.secret_hash = parse_pbkdf2_hash(kOpPassHash);
+    gw.secret_hash = std::make_shared<const Pbkdf2Hash>(*parse_pbkdf2_hash(kOpPassHash));
     reg->put_device(gw);
     Account op;
     op.name = "operator";
@@ -126,6 +126,7 @@ class GateTest : public ::testing::Test {
     d.product = kPid;
     d.id = kEui;
     d.secret = kSecret;
+    gate_.carry_over(d);  // as StoreProcess does with each device of a load
     reg->put_device(d);
     gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
   }
@@ -653,6 +654,34 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
   // Redis came back without the held write applied yet: the memory's later offline time must survive.
   reload_with_only_the_v2_device();
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+}
+
+// A load is parsed over many TICKs: a device may log out, here or on another broker, after the load read it.
+TEST_F(GateTest, SnapshotKeepsOfflineTimesChangedWhileTheLoadWasParsed) {
+  int64_t ts = now_ - 5;
+  ASSERT_TRUE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
+  auto reg = std::make_unique<Registry>();
+  reg->put_product(*gate_.registry().product(kPid));
+  Device d;
+  d.product = kPid;
+  d.id = kEui;
+  d.secret = kSecret;
+  gate_.carry_over(d);  // parsed while the device is still online
+  reg->put_device(d);
+  gate_.on_disconnect(v2_cid(1, ts), &handles_[v2_cid(1, ts)]);  // then it goes offline
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
+  EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));  // a replay of its type-1 password
+
+  // The same with an offline time another broker announced (Gate::on_fleet_event).
+  reg = std::make_unique<Registry>();
+  reg->put_product(*gate_.registry().product(kPid));
+  gate_.carry_over(d);
+  reg->put_device(d);
+  gate_.on_command(Command{Fields{{"kind", "fleet"}, {"broker", "other"}, {"d0", std::string(kPid) + ":" + kEui},
+                                  {"off0", std::to_string(now_ + 30)}}});
+  gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+  EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_ + 30);
 }
 
 TEST_F(GateTest, RepeatedFailuresBanTheAddressOnly) {

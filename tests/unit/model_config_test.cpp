@@ -123,16 +123,16 @@ TEST(Model, RegistryIndexesEmuUidsAndCountsAutoCreated) {
   Device a;
   a.product = "K";
   a.id = "a";
-  a.origin = "auto";
+  a.created_by_device = true;
   r.put_device(a);
   a.id = "b";
   r.put_device(a);
   a.id = "c";
-  a.origin = "cli";
+  a.created_by_device = false;
   r.put_device(a);
   EXPECT_EQ(r.auto_created("K"), 2u);
   a.id = "b";
-  a.origin = "auto";
+  a.created_by_device = true;
   r.put_device(a);  // replacing a device does not count it twice
   EXPECT_EQ(r.auto_created("K"), 2u);
   r.remove_device("K", "a");

@@ -82,7 +82,8 @@ class OtaTest : public ::testing::Test {
   Registry registry_;
   PendingReplies replies_;
   VerifiedPasswords passwords_;
-  GateContext context_{config_, log_, fx_, [this] { return now_; }, registry_, ota_, replies_, passwords_};
+  LoadChanges load_changes_;
+  GateContext context_{config_, log_, fx_, [this] { return now_; }, registry_, ota_, replies_, passwords_, load_changes_};
   LierdaModule lierda_{context_};
   KrtModule krt_{context_};
   EmuModule emu_{context_};
@@ -258,9 +259,9 @@ TEST_F(OtaTest, MalformedReportsChangeNothing) {
 
 TEST_F(OtaTest, EncryptedProductsDecryptReportsAndEncryptReplies) {
   product_.encrypted = true;
-  device_.session_key = "A9AB8E82D2D4A60E67C99D3A446D6088";
+  device_.session = std::make_shared<const SessionKey>(SessionKey{"", 0, "A9AB8E82D2D4A60E67C99D3A446D6088", 0});
   ota_.on_task("T1", task_fields());
-  Bytes key = *from_hex(device_.session_key);
+  Bytes key = *from_hex(device_.session_key());
   std::string body = to_hex_upper(aes128_ecb_encrypt(key, R"({"SoftVer":"1.0","Type":2})"));
   ASSERT_TRUE(lierda_.ota_message("c1", id_, product_, device_, "firmware_report",
                              R"({"MessageId":1,"HeaderCtrl":8,"Payload":")" + body + R"(","Version":"2.0"})", 1));
