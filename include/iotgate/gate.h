@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -191,6 +192,8 @@ class Gate {
   Counters counters_;
   Clock clock_;
   Registry registry_;
+  // The registry the last load replaced, freed a part per TICK (Registry::dispose_some).
+  std::unique_ptr<Registry> retired_;
   std::string broker_id_ = config_.broker_id.empty() ? random_hex(8) : config_.broker_id;
   bool loaded_ = false;
   // Looked up by connection and id on every ACL check and message; no string is built per lookup.

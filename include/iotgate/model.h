@@ -1,12 +1,14 @@
 // The entities iotgate keeps in Redis (docs/redis-schema.md) and mirrors in memory.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "iotgate/compact_string.h"
@@ -105,8 +107,21 @@ class DeviceTable {
   DeviceTable() = default;
   DeviceTable(const DeviceTable& other);
   DeviceTable& operator=(const DeviceTable& other) { return *this = DeviceTable(other); }
-  DeviceTable(DeviceTable&&) noexcept = default;
-  DeviceTable& operator=(DeviceTable&&) noexcept = default;
+  // The table moved from is left empty.
+  DeviceTable(DeviceTable&& other) noexcept { *this = std::move(other); }
+  DeviceTable& operator=(DeviceTable&& other) noexcept {
+    chunks_ = std::move(other.chunks_);
+    live_ = std::move(other.live_);
+    free_ = std::move(other.free_);
+    index_ = std::move(other.index_);
+    slots_ = std::exchange(other.slots_, 0);
+    index_size_ = std::exchange(other.index_size_, 0);
+    size_ = std::exchange(other.size_, 0);
+    other.chunks_.clear();
+    other.live_.clear();
+    other.free_.clear();
+    return *this;
+  }
 
   Device* find(std::string_view product, std::string_view id);
   const Device* find(std::string_view product, std::string_view id) const {
@@ -115,12 +130,17 @@ class DeviceTable {
   // Stores `d`, replacing the device of the same product and id; returns where it now is.
   Device& put(Device d);
   bool erase(std::string_view product, std::string_view id);
+  // Sizes the index for `devices` and a quarter more, so that many puts do not rehash on the way.
+  void reserve(size_t devices);
   size_t size() const { return size_; }
   template <typename F>  // f(const Device&)
   void for_each(F&& f) const {
     for (uint32_t slot = 0; slot < slots_; ++slot)
       if (live_[slot]) f(at(slot));
   }
+  // For a table being thrown away, which is unusable after the first call: frees one chunk of devices; false once
+  // everything is freed. Freeing a million devices at once stopped the broker thread for ~50 ms.
+  bool dispose_some();
 
  private:
   static constexpr uint32_t kChunkBits = 12;  // 4096 devices a chunk
@@ -132,13 +152,19 @@ class DeviceTable {
   static size_t hash(std::string_view product, std::string_view id);
   // The index entry holding (product, id), or the empty one where it would go.
   size_t position(std::string_view product, std::string_view id, size_t hash) const;
-  void grow_index();
+  void resize_index(size_t entries);
 
   std::vector<std::unique_ptr<Device[]>> chunks_;
   std::vector<bool> live_;      // per slot
   std::vector<uint32_t> free_;  // slots below slots_ not live
   uint32_t slots_ = 0;          // slots handed out so far
-  std::vector<uint64_t> index_;  // a power of two long, at most 3/4 full
+  // A power of two long, at most 3/4 full. calloc'ed: fresh pages come zeroed and are touched as entries are
+  // written, not all at once (a vector's fill faulted 16 MB in at the start of a load of a million).
+  struct FreeIndex {
+    void operator()(uint64_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint64_t[], FreeIndex> index_;
+  size_t index_size_ = 0;
   size_t size_ = 0;
 };
 
@@ -158,6 +184,9 @@ class Registry {
   void put_product(Product p);
   void remove_product(const std::string& id);  // and its devices
   Device& put_device(Device d);
+  void reserve_devices(size_t devices) { devices_.reserve(devices); }
+  // For a registry being thrown away (unusable after the first call): frees part of it; false once all is freed.
+  bool dispose_some() { return devices_.dispose_some(); }
   void remove_device(std::string_view product, std::string_view id);
   void put_account(Account a);
   void remove_account(const std::string& name);

@@ -151,7 +151,7 @@ size_t DeviceTable::hash(std::string_view product, std::string_view id) {
 }
 
 size_t DeviceTable::position(std::string_view product, std::string_view id, size_t h) const {
-  const size_t mask = index_.size() - 1;
+  const size_t mask = index_size_ - 1;
   const uint32_t tag = tag_of(h);
   for (size_t i = h & mask;; i = (i + 1) & mask) {
     const uint64_t entry = index_[i];
@@ -163,7 +163,13 @@ size_t DeviceTable::position(std::string_view product, std::string_view id, size
 }
 
 DeviceTable::DeviceTable(const DeviceTable& other)
-    : live_(other.live_), free_(other.free_), slots_(other.slots_), index_(other.index_), size_(other.size_) {
+    : live_(other.live_), free_(other.free_), slots_(other.slots_), size_(other.size_) {
+  if (other.index_size_) {
+    index_.reset(static_cast<uint64_t*>(std::malloc(other.index_size_ * sizeof(uint64_t))));
+    if (!index_) throw std::bad_alloc();
+    std::copy(other.index_.get(), other.index_.get() + other.index_size_, index_.get());
+    index_size_ = other.index_size_;
+  }
   for (const auto& chunk : other.chunks_) {
     chunks_.push_back(std::make_unique<Device[]>(size_t{1} << kChunkBits));
     std::copy(chunk.get(), chunk.get() + (size_t{1} << kChunkBits), chunks_.back().get());
@@ -176,11 +182,22 @@ Device* DeviceTable::find(std::string_view product, std::string_view id) {
   return entry == kNone ? nullptr : &at(slot_of(entry));
 }
 
-void DeviceTable::grow_index() {
-  std::vector<uint64_t> old = std::move(index_);
-  index_.assign(old.empty() ? 1024 : old.size() * 2, kNone);
-  const size_t mask = index_.size() - 1;
-  for (uint64_t entry : old) {
+void DeviceTable::reserve(size_t devices) {
+  const size_t want = devices + devices / 4;
+  size_t entries = 1024;
+  while (want * 4 > entries * 3) entries *= 2;
+  if (entries > index_size_) resize_index(entries);
+}
+
+void DeviceTable::resize_index(size_t entries) {
+  auto old = std::move(index_);
+  const size_t old_size = index_size_;
+  index_.reset(static_cast<uint64_t*>(std::calloc(entries, sizeof(uint64_t))));  // kNone is 0
+  if (!index_) throw std::bad_alloc();
+  index_size_ = entries;
+  const size_t mask = index_size_ - 1;
+  for (size_t k = 0; k < old_size; ++k) {
+    const uint64_t entry = old[k];
     if (entry == kNone) continue;
     const Device& d = at(slot_of(entry));
     size_t i = hash(d.product, d.id) & mask;
@@ -190,7 +207,7 @@ void DeviceTable::grow_index() {
 }
 
 Device& DeviceTable::put(Device d) {
-  if ((size_ + 1) * 4 > index_.size() * 3) grow_index();
+  if ((size_ + 1) * 4 > index_size_ * 3) resize_index(index_size_ == 0 ? 1024 : index_size_ * 2);
   const size_t h = hash(d.product, d.id);
   const size_t i = position(d.product, d.id, h);
   if (index_[i] != kNone) {
@@ -225,7 +242,7 @@ bool DeviceTable::erase(std::string_view product, std::string_view id) {
   free_.push_back(slot);
   --size_;
   // Linear probing without tombstones: move back every later entry of the run that may sit at i.
-  const size_t mask = index_.size() - 1;
+  const size_t mask = index_size_ - 1;
   index_[i] = kNone;
   for (size_t j = (i + 1) & mask; index_[j] != kNone; j = (j + 1) & mask) {
     const Device& d = at(slot_of(index_[j]));
@@ -238,6 +255,13 @@ bool DeviceTable::erase(std::string_view product, std::string_view id) {
     }
   }
   return true;
+}
+
+bool DeviceTable::dispose_some() {
+  if (!chunks_.empty()) chunks_.pop_back();
+  if (!chunks_.empty()) return true;
+  *this = DeviceTable();
+  return false;
 }
 
 // ---- Registry

@@ -570,6 +570,7 @@ void Gate::heartbeat(int64_t now) {
 
 void Gate::tick() {
   departed_.clear();
+  if (retired_ && !retired_->dispose_some()) retired_.reset();
   for (const PendingReply& p : replies_.take_due()) answer(p, true, "", registry_.device(p.product, p.device));
   int64_t now = clock_();
   if (now == last_sweep_) return;
@@ -695,6 +696,7 @@ void Gate::on_snapshot(Snapshot snapshot) {
     if (current && n) keep_later_times(*n, *current);
   }
   load_changes_ = LoadChanges{};
+  retired_ = std::make_unique<Registry>(std::move(registry_));  // one still being freed goes at once
   registry_ = std::move(next);
   ++entries_epoch_;
   refresh_account_summaries();

@@ -57,6 +57,7 @@ TEST(DeviceTableTest, AgreesWithAMapThroughRandomPutsAndErases) {
   std::map<std::pair<std::string, std::string>, std::string> expected;
   std::mt19937 rng(7);
   for (int step = 0; step < 60000; ++step) {
+    if (step == 30000) table.reserve(40000);  // resizes the index with devices in it
     const std::string product = "P" + std::to_string(rng() % 3);
     const std::string id = "device-" + std::to_string(rng() % 5000);
     if (rng() % 3 == 0) {
@@ -120,4 +121,26 @@ TEST(DeviceTableTest, TheProductIsPartOfTheKey) {
   table.erase("A", "same");
   EXPECT_EQ(table.find("A", "same"), nullptr);
   EXPECT_EQ(table.find("B", "same")->secret, "b");
+}
+
+// A registry a load replaced is freed a chunk of 4096 devices per TICK (Gate::tick).
+TEST(DeviceTableTest, ATableBeingThrownAwayIsFreedAChunkAtATime) {
+  DeviceTable table;
+  for (int i = 0; i < 10000; ++i) table.put(make("P", "d" + std::to_string(i), std::string(50, 'x')));
+  int calls = 1;
+  while (table.dispose_some()) ++calls;
+  EXPECT_EQ(calls, 3);  // 10,000 devices: three chunks
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_EQ(table.find("P", "d1"), nullptr);
+  table.put(make("P", "again", "s"));  // and it is an empty table again
+  EXPECT_EQ(table.find("P", "again")->secret, "s");
+}
+
+TEST(DeviceTableTest, AMovedFromTableIsEmpty) {
+  DeviceTable table;
+  table.put(make("P", "d", "s"));
+  DeviceTable moved = std::move(table);
+  EXPECT_EQ(moved.find("P", "d")->secret, "s");
+  EXPECT_EQ(table.size(), 0u);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(table.find("P", "d"), nullptr);
 }
