@@ -12,7 +12,8 @@
 # and the load generator; default -10 when root, so other work on the machine disturbs the numbers less; 0 to
 # leave it), IOTGATE_BENCH_RESULTS (where results go; default bench/results), IOTGATE_BENCH_QUIET_WAIT (seconds
 # to wait for other processes to go quiet before measuring; default 300, 0 with --quick), IOTGATE_BENCH_SCENARIOS
-# (which scenarios to run, in their fixed order; default all: "connect nowrites publish lierda hold stall ota micro").
+# (which scenarios to run, in their fixed order; default all: "connect nowrites publish lierda hold stall ota micro"),
+# IOTGATE_BENCH_DEVICES (devices in Redis for a full run; default 100,000; bench/million.sh's storm uses 1,000,000).
 set -euo pipefail
 export LC_ALL=C
 
@@ -52,7 +53,7 @@ if [[ $QUICK == 1 ]]; then
   QUIET_WAIT=${IOTGATE_BENCH_QUIET_WAIT:-0}   # seconds to wait for other processes to calm down first
 else
   SIZE=full
-  DEVICES=100000
+  DEVICES=${IOTGATE_BENCH_DEVICES:-100000}
   PASS=20000
   CONNECT_REPS=4
   PUB_DEVICES=1000

@@ -158,6 +158,9 @@ class RedisStore {
                     const std::function<void(LoadRecord)>& sink);
   std::optional<std::vector<std::optional<Fields>>> hgetall_many(const std::vector<std::string>& keys);
   void fail(const std::string& what);
+  // Whether a commands stream entry's fields are an announcement this broker made (kind fleet or ota_progress with
+  // its broker id), which it applied when it made it.
+  bool own_announcement(const redisReply* fields) const;
   bool connect_to(const HostPort& at);
 
   Config config_;

@@ -618,14 +618,11 @@ std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& a
       const redisReply* e = entries->element[i];
       if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
       (is_commands ? commands_after : after).assign(e->element[0]->str, e->element[0]->len);
+      // This broker's own announcements (logins, logouts, OTA progress) were applied when they happened: skipped
+      // here, before their fields (a login storm's batch has a thousand) are copied out.
+      if (is_commands && own_announcement(e->element[1])) continue;
       Fields f = fields_from_array(e->element[1]);
       if (is_commands) {
-        // This broker's own announcements (logins, logouts, OTA progress) were applied when they happened: not
-        // sent to the broker thread to be dropped there.
-        auto broker = f.find("broker"), kind = f.find("kind");
-        if (broker != f.end() && kind != f.end() && !config_.broker_id.empty() && broker->second == config_.broker_id &&
-            (kind->second == "fleet" || kind->second == "ota_progress"))
-          continue;
         commands.push_back(Command{std::move(f)});
         continue;
       }
@@ -651,6 +648,20 @@ std::optional<std::vector<EntityUpdate>> RedisStore::read_changes(std::string& a
     if (!ok) return std::nullopt;
   }
   return updates;
+}
+
+bool RedisStore::own_announcement(const redisReply* fields) const {
+  if (config_.broker_id.empty() || !fields || fields->type != REDIS_REPLY_ARRAY) return false;
+  std::string_view kind, broker;
+  for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+    const redisReply* k = fields->element[i];
+    const redisReply* v = fields->element[i + 1];
+    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+    const std::string_view name(k->str, k->len);
+    if (name == "kind") kind = std::string_view(v->str, v->len);
+    else if (name == "broker") broker = std::string_view(v->str, v->len);
+  }
+  return broker == config_.broker_id && (kind == "fleet" || kind == "ota_progress");
 }
 
 StoreResult RedisStore::run(const StoreJob& job) {

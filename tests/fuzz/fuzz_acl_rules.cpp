@@ -310,8 +310,9 @@ void registry_changes(std::string_view ops) {
         if (dd == uid && dp[0] == 'E') owners.push_back(dp);
       const Device* found = gate.registry().emu_device_by_uid(uid);
       if (found)
-        FUZZ_CHECK("emu-uid-stale", devices.count({found->product, found->id}) && found->id == uid && found->product[0] == 'E',
-                   std::string("uid ") + uid + " finds " + found->product + ":" + found->id);
+        FUZZ_CHECK("emu-uid-stale",
+                   devices.count({found->product.str(), found->id.str()}) && found->id == uid && found->product.view()[0] == 'E',
+                   std::string("uid ") + uid + " finds " + found->product.str() + ":" + found->id.str());
       if (owners.size() == 1)
         FUZZ_CHECK("emu-uid-lost", found && found->product == owners[0],
                    std::string("EMU gateway ") + owners[0] + ":" + uid + " (the only one with that uid) is not found " +

@@ -259,8 +259,8 @@ struct Harness {
     Fields f;
     const Device* d = g.gate.registry().device(job.product, job.device);
     f["enabled"] = enabled ? "1" : "0";
-    f["origin"] = d ? d->origin : job.origin;
-    f["secret"] = d && !d->secret.empty() ? d->secret : job.candidate_secret;
+    f["origin"] = d ? (d->created_by_device ? "auto" : "cli") : job.origin;
+    f["secret"] = d && !d->secret.empty() ? d->secret.str() : job.candidate_secret;
     if (d && d->activated) f["activated"] = "1";
     for (const auto& [k, v] : job.fields) f[k] = v;
     return f;
@@ -378,7 +378,7 @@ struct Harness {
     if (r.encrypt) {
       const Identity* id = g.gate.session(sessions()[r.session].cid);
       const Device* d = id ? g.gate.registry().device(id->product, id->device) : nullptr;
-      auto key = from_hex(d && !d->session_key.empty() ? d->session_key : std::string(fuzz::kSessionKeyLE2));
+      auto key = from_hex(d && !d->session_key().empty() ? d->session_key() : std::string_view(fuzz::kSessionKeyLE2));
       if (!key || key->size() != 16) key = from_hex(fuzz::kSessionKeyLE2);
       bool report = std::string_view(r.topic) == "firmware_report";
       current_payload = "{\"MessageId\":" + std::to_string(++message_seq) + ",\"HeaderCtrl\":" + (report ? "8" : "9") +
@@ -524,9 +524,9 @@ struct Harness {
       // An encrypted device's Payload (a string) decrypts under its session key to a JSON object.
       auto body = doc.FindMember("Payload");
       const Device* d = g.gate.registry().device(tp, td);
-      if (p && p->encrypted && d && !d->session_key.empty() && body != doc.MemberEnd() && body->value.IsString()) {
+      if (p && p->encrypted && d && !d->session_key().empty() && body != doc.MemberEnd() && body->value.IsString()) {
         auto cipher = from_hex(std::string_view(body->value.GetString(), body->value.GetStringLength()));
-        auto key = from_hex(d->session_key);
+        auto key = from_hex(d->session_key());
         std::optional<std::string> plain;
         if (cipher && key) plain = aes128_ecb_decrypt(*key, *cipher);
         rapidjson::Document inner;
