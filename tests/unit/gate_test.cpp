@@ -118,8 +118,8 @@ class GateTest : public ::testing::Test {
   }
   std::string v2_user() { return std::string(kOpenid) + "-" + kPid + "-" + kEui; }
   std::string v2_pw(std::optional<int64_t> ts) { return *lierda_v2_password(kSecret, kPid, kEui, kKey, ts); }
-  // A reload from Redis (a fresh snapshot) that holds the V2 product and device with nothing but its secret.
-  void reload_with_only_the_v2_device() {
+  // A load from Redis, parsed, that holds the V2 product and device with nothing but its secret.
+  std::unique_ptr<Registry> load_of_only_the_v2_device() {
     auto reg = std::make_unique<Registry>();
     reg->put_product(*gate_.registry().product(kPid));
     Device d;
@@ -128,8 +128,9 @@ class GateTest : public ::testing::Test {
     d.secret = kSecret;
     gate_.carry_over(d);  // as StoreProcess does with each device of a load
     reg->put_device(d);
-    gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
+    return reg;
   }
+  void reload_with_only_the_v2_device() { gate_.on_snapshot(Snapshot{load_of_only_the_v2_device(), {}, {}}); }
   bool logged(const std::string& needle) {
     for (const auto& l : lines_)
       if (l.find(needle) != std::string::npos) return true;
@@ -660,24 +661,14 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesNewerThanRedis) {
 TEST_F(GateTest, SnapshotKeepsOfflineTimesChangedWhileTheLoadWasParsed) {
   int64_t ts = now_ - 5;
   ASSERT_TRUE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
-  auto reg = std::make_unique<Registry>();
-  reg->put_product(*gate_.registry().product(kPid));
-  Device d;
-  d.product = kPid;
-  d.id = kEui;
-  d.secret = kSecret;
-  gate_.carry_over(d);  // parsed while the device is still online
-  reg->put_device(d);
+  auto reg = load_of_only_the_v2_device();  // parsed while the device is still online
   gate_.on_disconnect(v2_cid(1, ts), &handles_[v2_cid(1, ts)]);  // then it goes offline
   gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
   EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));  // a replay of its type-1 password
 
   // The same with an offline time another broker announced (Gate::on_fleet_event).
-  reg = std::make_unique<Registry>();
-  reg->put_product(*gate_.registry().product(kPid));
-  gate_.carry_over(d);
-  reg->put_device(d);
+  reg = load_of_only_the_v2_device();
   gate_.on_command(Command{Fields{{"kind", "fleet"}, {"broker", "other"}, {"d0", std::string(kPid) + ":" + kEui},
                                   {"off0", std::to_string(now_ + 30)}}});
   gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
