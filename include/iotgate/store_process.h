@@ -79,6 +79,8 @@ class StoreProcess {
   // the next one starts.
   void lose(const std::string& why, std::vector<StoreEvent>& out);
   void close_socket();
+  // A load passed through: gives back its buffer and the records' memory (tens of MB for 100k devices).
+  void release_load_buffers();
   // Encoded frames the store process has not read beyond kMaxUnsentBytes: more are dropped.
   bool unsent_full() const { return out_.size() - out_pos_ > kMaxUnsentBytes; }
 

@@ -325,13 +325,7 @@ std::vector<StoreEvent> StoreProcess::drain(std::chrono::milliseconds budget) {
   read_available();
   loaded_ = false;
   const bool parsed = parse(out, now + budget, nullptr);
-  if (loaded_ && !backlog_) {
-    // A load passed through here: give back its buffer and the records' memory (tens of MB for 100k devices).
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-    in_.shrink_to_fit();
-    malloc_trim(0);
-  }
+  if (loaded_ && !backlog_) release_load_buffers();
   if (!parsed) {
     lose("sent a malformed message", out);
   } else if (eof_ && !backlog_) {
@@ -365,13 +359,15 @@ std::vector<StoreEvent> StoreProcess::wait_for_load(std::chrono::milliseconds li
     }
     if (trouble(before)) break;
   }
-  if (loaded_) {  // as drain() does after a load
-    in_.erase(0, in_pos_);
-    in_pos_ = 0;
-    in_.shrink_to_fit();
-    malloc_trim(0);
-  }
+  if (loaded_) release_load_buffers();
   return out;
+}
+
+void StoreProcess::release_load_buffers() {
+  in_.erase(0, in_pos_);
+  in_pos_ = 0;
+  in_.shrink_to_fit();
+  malloc_trim(0);
 }
 
 void StoreProcess::lose(const std::string& why, std::vector<StoreEvent>& out) {
