@@ -187,7 +187,7 @@ int on_tick(int, void*, void*) {
         g_plugin->store->report_metrics(g_plugin->gate->metrics(now));
       }
     }
-    g_plugin->store->flush();  // what this tick's callbacks asked for
+    g_plugin->store->flush_when_due();  // what this and earlier ticks' callbacks asked for
     return MOSQ_ERR_SUCCESS;
   });
 }

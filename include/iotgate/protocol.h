@@ -158,8 +158,8 @@ struct GateContext {
   VerifiedPasswords& passwords;
   LoadChanges& load_changes;
 
-  // Writes device fields (login/logout times, activation) to Redis; durable: held while Redis is away.
-  void touch(const std::string& product, const std::string& device, Fields fields) const;
+  // Writes a session's start or end, or an activation, to Redis; durable: held while Redis is away.
+  void touch(Touch touch) const;
 };
 
 // A device session's publish that its ACL allowed, as a module sees it.
@@ -199,11 +199,11 @@ class LoginResolver {
 class ProtocolModule : public LoginResolver {
  public:
   virtual Protocol protocol() const = 0;
-  // A login of a session with a device was accepted and is in the session table. `device_fields` are written to
-  // the device in Redis with its login time; a module may add to them.
+  // A login of a session with a device was accepted and is in the session table. `touch` is written to Redis
+  // after this, with the login time; a module may add to it.
   virtual void on_login(const std::string& client_id, const void* handle, const Identity& id, Device& device,
-                        Fields& device_fields) {
-    (void)client_id, (void)handle, (void)id, (void)device, (void)device_fields;
+                        Touch& touch) {
+    (void)client_id, (void)handle, (void)id, (void)device, (void)touch;
   }
   virtual Handling handling(SessionKind kind, std::string_view suffix) const = 0;
   // Handling::acknowledge. Changes no session.

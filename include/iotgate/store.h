@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -18,11 +19,24 @@
 
 namespace iotgate {
 
+// A session's start or end, an activation or a heartbeat: most of the writes, batched by RedisStore::touch_many
+// into a few commands (a login storm writes one batch, not one call per login), and announced to the other
+// brokers on the same Redis (fleet.h).
+struct Touch {
+  std::string product{}, device{};  // "": no device (a service account's session, a heartbeat)
+  int64_t last_online = 0;      // > 0: the device's login time (Unix seconds; the latest the broker knows)
+  int64_t last_offline = 0;     // > 0: its logout time, which refuses a replayed type-1 password on every broker
+  bool activated = false;       // a KRT device confirmed its registration
+  std::string claim{};          // "": none; else a client id a session on this broker took, at claim_at
+  int64_t claim_at = 0;         // wall-clock ms
+  bool alive = false;           // a heartbeat of this broker
+};
+
 // A write the broker thread asks for. `durable` writes are kept and retried while Redis is unreachable;
 // the others fail at once so a device waiting on them gets a "busy" answer instead of silence.
 struct StoreJob {
   enum class Type {
-    touch_device,   // fields: last_online / last_offline (to the per-product times hashes), activated=1
+    touch_device,   // `touch`
     lierda_issue,   // create the device if allowed, give it a secret if it has none, store a session key
     krt_issue,      // create the device if allowed (auto-create, within the limit), give it a secret if it has none
     ota_version,    // fields: module -> version, hw:module -> hardware, updated_at
@@ -35,7 +49,8 @@ struct StoreJob {
   uint64_t token = 0;  // 0: nobody waits for the result
   bool durable = false;
   std::string product, device;
-  Fields fields;                 // touch_device: fields to raise/set; issue: session_* fields to store
+  Touch touch;                   // touch_device
+  Fields fields;                 // issue: session_* fields to store; the others: see Type
   bool create = false;           // issue: create the device when it is missing
   std::string origin;            // issue: origin of a created device
   std::string candidate_secret;  // issue: secret to give a device that has none
@@ -141,8 +156,8 @@ class RedisStore {
 
   // Runs a job; ok=false with error "unavailable" when Redis failed (the connection is then dropped).
   StoreResult run(const StoreJob& job);
-  // Runs many touch_device jobs in a few calls: one HSET per times hash, one script for other fields (a login
-  // storm writes one batch, not one call per login).
+  // Runs many touch_device jobs in a few calls: one HSET per times hash, one script for activations, one fleet
+  // announcement (fleet.h) when Config::broker_id is set.
   StoreResult touch_many(const std::vector<StoreJob>& jobs);
 
   std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }
@@ -150,6 +165,8 @@ class RedisStore {
  private:
   using Reply = std::unique_ptr<redisReply, decltype(&freeReplyObject)>;
   Reply command(const std::vector<std::string>& argv);
+  // The same over views (touch_many's arguments point into its jobs: no copy per login).
+  Reply command_of_views(const std::vector<std::string_view>& argv);
   std::optional<std::vector<std::string>> smembers(const std::string& key);
   std::optional<std::string> last_stream_id(const std::string& stream);
   bool load_ota(const std::function<void(LoadRecord)>& sink);

@@ -58,6 +58,17 @@ class StoreProcess {
   void report_metrics(const MetricSamples& samples);
   // Writes what submit() encoded, as much as the socket takes now.
   void flush();
+  // flush() once it is due; every TICK calls this. In a login storm (kStormJobs or more jobs in the last kFlushGap)
+  // login and logout times go at most once per kFlushGap, unless kFlushBytes have gathered: a write every few
+  // milliseconds, not one per TICK (the store process batches them for longer anyway). Anything else goes at once,
+  // and so does everything on a broker not in a storm, where a write waiting for the next TICK could wait for
+  // mosquitto's idle loop (100 ms) and be lost if the broker were killed meanwhile.
+  void flush_when_due();
+  static constexpr size_t kFlushBytes = 64u << 10;
+  static constexpr std::chrono::milliseconds kFlushGap{10};
+  static constexpr uint64_t kStormJobs = 16;
+  // Encoded and not yet written to the store process.
+  size_t unsent_bytes() const { return out_.size() - out_pos_; }
   std::vector<StoreEvent> drain(std::chrono::milliseconds budget = kDrainBudget);
   // At start, before the broker has clients: waits up to `limit` for the first load, parsing it as it arrives with no
   // budget, and returns what came, in order. Returns early, without it, when the store process reports
@@ -82,7 +93,7 @@ class StoreProcess {
   // A load passed through: gives back its buffer and the records' memory (tens of MB for 100k devices).
   void release_load_buffers();
   // Encoded frames the store process has not read beyond kMaxUnsentBytes: more are dropped.
-  bool unsent_full() const { return out_.size() - out_pos_ > kMaxUnsentBytes; }
+  bool unsent_full() const { return unsent_bytes() > kMaxUnsentBytes; }
 
   Config config_;
   MetricsServer metrics_server_;
@@ -96,6 +107,12 @@ class StoreProcess {
   size_t in_pos_ = 0;
   std::string out_;  // encoded jobs not yet written
   size_t out_pos_ = 0;
+  bool urgent_ = false;           // out_ holds something flush_when_due() writes at once
+  Clock::time_point last_flush_;  // when flush_when_due() last wrote
+  // Whether the broker is in a login storm: jobs submitted in the window before the current one.
+  uint64_t submitted_ = 0, window_submitted_ = 0;
+  Clock::time_point window_start_;
+  bool storm_ = false;
   bool backlog_ = false;  // whole frames left when the last drain ran out of budget
   bool loaded_ = false;   // this drain completed a load
   SnapshotBuilder builder_;

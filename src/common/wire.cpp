@@ -105,13 +105,25 @@ void put_job(std::string& out, const StoreJob& job) {
   put_u8(out, static_cast<uint8_t>(job.type));
   put_u64(out, job.token);
   put_u8(out, job.durable);
-  put_str(out, job.product);
-  put_str(out, job.device);
-  put_fields(out, job.fields);
-  put_u8(out, job.create);
-  put_str(out, job.origin);
-  put_str(out, job.candidate_secret);
-  put_u64(out, static_cast<uint64_t>(job.limit));
+  if (job.type == StoreJob::Type::touch_device) {  // most jobs, and all they need
+    const Touch& t = job.touch;
+    put_str(out, t.product);
+    put_str(out, t.device);
+    put_u64(out, static_cast<uint64_t>(t.last_online));
+    put_u64(out, static_cast<uint64_t>(t.last_offline));
+    put_u8(out, t.activated);
+    put_str(out, t.claim);
+    put_u64(out, static_cast<uint64_t>(t.claim_at));
+    put_u8(out, t.alive);
+  } else {
+    put_str(out, job.product);
+    put_str(out, job.device);
+    put_fields(out, job.fields);
+    put_u8(out, job.create);
+    put_str(out, job.origin);
+    put_str(out, job.candidate_secret);
+    put_u64(out, static_cast<uint64_t>(job.limit));
+  }
   end(out, at);
 }
 
@@ -185,13 +197,25 @@ std::optional<StoreJob> get_job(std::string_view body) {
   job.type = r.enumeration(StoreJob::Type::retained);
   job.token = r.u64();
   job.durable = r.flag();
-  job.product = r.str();
-  job.device = r.str();
-  job.fields = r.fields();
-  job.create = r.flag();
-  job.origin = r.str();
-  job.candidate_secret = r.str();
-  job.limit = static_cast<int64_t>(r.u64());
+  if (job.type == StoreJob::Type::touch_device) {
+    Touch& t = job.touch;
+    t.product = r.str();
+    t.device = r.str();
+    t.last_online = static_cast<int64_t>(r.u64());
+    t.last_offline = static_cast<int64_t>(r.u64());
+    t.activated = r.flag();
+    t.claim = r.str();
+    t.claim_at = static_cast<int64_t>(r.u64());
+    t.alive = r.flag();
+  } else {
+    job.product = r.str();
+    job.device = r.str();
+    job.fields = r.fields();
+    job.create = r.flag();
+    job.origin = r.str();
+    job.candidate_secret = r.str();
+    job.limit = static_cast<int64_t>(r.u64());
+  }
   if (!r.done()) return std::nullopt;
   return job;
 }

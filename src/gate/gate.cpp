@@ -10,6 +10,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/fleet.h"
 #include "iotgate/ids.h"
 #include "iotgate/json.h"
 #include "iotgate/topic.h"
@@ -44,15 +45,13 @@ bool VerifiedPasswords::verify(const std::string& name, const Pbkdf2Hash& hash, 
   return true;
 }
 
-void GateContext::touch(const std::string& product, const std::string& device, Fields fields) const {
+void GateContext::touch(Touch touch) const {
+  load_changes.note(touch.product, touch.device);
   StoreJob job;
   job.type = StoreJob::Type::touch_device;
   job.durable = true;
-  job.product = product;
-  job.device = device;
-  job.fields = std::move(fields);
+  job.touch = std::move(touch);
   effects.submit(std::move(job));
-  load_changes.note(product, device);
 }
 
 Gate::Gate(Config config, Log& log, Effects& effects, Clock clock)
@@ -184,16 +183,17 @@ void Gate::after_login(const ClientInfo& client, const Identity& id, Device* dev
   sessions_.put(client.client_id, Session{id, client.handle, started_ms, d, account, entries_epoch_, {}});
   // The claim of the client id, which the other brokers on this Redis read (on_fleet_event) to end an older session
   // of the same id, as MQTT's one session per client id requires across brokers.
-  Fields f{{"claim", cid}, {"claim_at", std::to_string(started_ms)}, {"broker", broker_id_}};
+  Touch touch{.claim = std::move(cid), .claim_at = started_ms};
   if (!d) {
-    context_.touch("", "", std::move(f));
+    context_.touch(std::move(touch));
     return;
   }
-  int64_t now = clock_();
-  d->last_online = std::max(d->last_online, now);
-  f["last_online"] = std::to_string(d->last_online);  // the maximum: Redis takes it as it comes
-  if (ProtocolModule* module = module_of(id.kind)) module->on_login(cid, client.handle, id, *d, f);
-  context_.touch(id.product, id.device, std::move(f));
+  touch.product = id.product;
+  touch.device = id.device;
+  d->last_online = std::max(d->last_online, clock_());
+  touch.last_online = d->last_online;  // the maximum: Redis takes it as it comes
+  if (ProtocolModule* module = module_of(id.kind)) module->on_login(touch.claim, client.handle, id, *d, touch);
+  context_.touch(std::move(touch));
 }
 
 // --- ACL ---------------------------------------------------------------------------------------------------
@@ -515,42 +515,38 @@ void Gate::on_command(const Command& command) {
   }
 }
 
-// What another broker on the same Redis wrote with its login and logout times (RedisStore::touch_many): the client
-// ids its sessions claimed, c<i> at a<i> (wall-clock ms), and devices' logout times, d<i> = "product:device" went
-// offline at off<i> (Unix seconds).
+// What another broker on the same Redis wrote with its login and logout times (RedisStore::touch_many; fleet.h): the
+// client ids its sessions claimed, and devices' logout times.
 void Gate::on_fleet_event(const Fields& fields) {
-  auto field = [&](const std::string& name) -> const std::string* {
+  auto field = [&](const std::string& name) -> std::string_view {
     auto it = fields.find(name);
-    return it == fields.end() ? nullptr : &it->second;
+    return it == fields.end() ? std::string_view() : std::string_view(it->second);
   };
-  const std::string* broker = field("broker");
-  if (!broker || *broker == broker_id_) return;  // our own: applied when it happened
-  if (brokers_heard_.insert_or_assign(*broker, clock_()).second) {  // a new one: it hears of this one at once
+  const std::string_view broker = field("broker");
+  if (broker.empty() || broker == broker_id_) return;  // our own: applied when it happened
+  if (brokers_heard_.insert_or_assign(std::string(broker), clock_()).second) {  // a new one: it hears of this one at once
     last_heartbeat_ = 0;
     heartbeat(clock_());
   }
-  for (size_t i = 0;; ++i) {
-    const std::string* client_id = field("c" + std::to_string(i));
-    const std::string* at_text = field("a" + std::to_string(i));
-    int64_t at = 0;
-    if (!client_id || !at_text || !parse_decimal(*at_text, at)) break;
-    Session* s = sessions_.find(*client_id);
+  int64_t at = 0;
+  std::string_view client_id;
+  for (std::string_view claims = field("claims"); fleet::next(claims, at, client_id);) {
+    Session* s = sessions_.find(client_id);
     // The later claim keeps the id (ties broken by broker id): every broker compares the same two claims, so
     // exactly one session survives whatever order the brokers read them in.
-    if (!s || s->taken_over_at || std::pair(at, *broker) <= std::pair(s->started_ms, broker_id_)) continue;
+    if (!s || s->taken_over_at || std::pair(at, broker) <= std::pair(s->started_ms, std::string_view(broker_id_)))
+      continue;
     s->taken_over_at = std::max<int64_t>(at / 1000, 1);
-    log_.notice("iotgate: disconnecting '" + *client_id + "': its client id logged in on another broker");
-    effects_.kick(*client_id);
+    log_.notice("iotgate: disconnecting '" + std::string(client_id) + "': its client id logged in on another broker");
+    effects_.kick(std::string(client_id));
   }
-  for (size_t i = 0;; ++i) {
-    const std::string* device = field("d" + std::to_string(i));
-    const std::string* off_text = field("off" + std::to_string(i));
-    int64_t off = 0;
-    if (!device || !off_text || !parse_decimal(*off_text, off)) break;
-    size_t colon = device->find(':');
-    if (colon == std::string::npos) continue;
+  int64_t off = 0;
+  std::string_view device;
+  for (std::string_view offline = field("offline"); fleet::next(offline, off, device);) {
+    const size_t colon = device.find(':');
+    if (colon == std::string_view::npos) continue;
     // A type-1 password of a session that ended on another broker is refused here from now on (replay).
-    const std::string_view product = std::string_view(*device).substr(0, colon), id = std::string_view(*device).substr(colon + 1);
+    const std::string_view product = device.substr(0, colon), id = device.substr(colon + 1);
     if (Device* d = registry_.device_mut(product, id)) {
       d->last_offline = std::max(d->last_offline, off);
       load_changes_.note(product, id);
@@ -562,7 +558,7 @@ void Gate::heartbeat(int64_t now) {
   if (!loaded_) return;
   if (now - last_heartbeat_ >= kHeartbeat) {
     last_heartbeat_ = now;
-    context_.touch("", "", {{"broker", broker_id_}, {"alive", "1"}});
+    context_.touch(Touch{.alive = true});
   }
   std::erase_if(brokers_heard_, [now](const auto& b) { return now - b.second > kBrokerSilence; });
   ota_.set_fleet_size(1 + brokers_heard_.size());
@@ -661,7 +657,7 @@ void Gate::mark_offline(const Identity& id, Device* device, int64_t now) {
   // (within clock_skew) must not outlive its session.
   now = std::max(now, id.type1_timestamp);
   if (device) now = device->last_offline = std::max(device->last_offline, now);
-  context_.touch(id.product, id.device, {{"last_offline", std::to_string(now)}, {"broker", broker_id_}});
+  context_.touch(Touch{.product = id.product, .device = id.device, .last_offline = now});
 }
 
 // --- changes from Redis ------------------------------------------------------------------------------------

@@ -96,11 +96,11 @@ std::optional<Resolution> KrtModule::resolve(std::string_view cid, std::string_v
 }
 
 void KrtModule::on_login(const std::string& client_id, const void* handle, const Identity& id, Device& device,
-                         Fields& device_fields) {
+                         Touch& touch) {
   (void)client_id, (void)handle;
   if (id.kind != SessionKind::krt_device || device.activated) return;
   device.activated = true;
-  device_fields["activated"] = "1";
+  touch.activated = true;
 }
 
 std::optional<std::string> KrtModule::invalid_reason(const Identity& id, const Product& product) const {
@@ -158,7 +158,7 @@ bool KrtModule::handle_register(const std::string& client_id, const void* handle
       return false;
     }
     d->activated = true;
-    gate_.touch(id.product, id.device, {{"activated", "1"}});
+    gate_.touch(Touch{.product = id.product, .device = id.device, .activated = true});
     gate_.log.info("iotgate: KRT device " + id.product + "/" + id.device + " activated; closing its registration session");
     gate_.effects.kick(client_id);
     return true;

@@ -128,8 +128,8 @@ Resolution LierdaModule::resolve_v2(std::string_view cid, std::string_view user,
 }
 
 void LierdaModule::on_login(const std::string& client_id, const void* handle, const Identity& id, Device& device,
-                            Fields& device_fields) {
-  (void)device_fields;
+                            Touch& touch) {
+  (void)touch;
   if (id.kind != SessionKind::lierda_v2) return;
   const Product* p = gate_.registry.product(id.product);
   // The V2 session is where an encrypted device learns its key (the AUTH session proves only the ProductKey).

@@ -2,9 +2,13 @@
 
 #include <sys/time.h>
 
+#include <algorithm>
 #include <charconv>
+#include <deque>
 #include <map>
 #include <set>
+
+#include "iotgate/fleet.h"
 
 namespace iotgate {
 namespace {
@@ -236,15 +240,21 @@ bool RedisStore::connect_to(const HostPort& at) {
 }
 
 RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
+  return command_of_views(std::vector<std::string_view>(argv.begin(), argv.end()));
+}
+
+RedisStore::Reply RedisStore::command_of_views(const std::vector<std::string_view>& argv) {
   if (!ctx_) return Reply(nullptr, freeReplyObject);
   std::vector<const char*> args;
   std::vector<size_t> lens;
+  args.reserve(argv.size());
+  lens.reserve(argv.size());
   for (const auto& a : argv) {
     args.push_back(a.data());
     lens.push_back(a.size());
   }
   auto* r = static_cast<redisReply*>(redisCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()));
-  if (!r) fail("redis " + argv[0]);
+  if (!r) fail("redis " + std::string(argv[0]));
   // A Redis still loading its data set after a restart (LOADING), stuck in a script (BUSY), no longer the
   // primary (READONLY: a failover demoted it; MASTERDOWN: a replica cut off from its primary), or a primary that
   // cannot reach the replicas min-replicas-to-write asks for (NOREPLICAS: cut off, as an old primary is after a
@@ -255,7 +265,7 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
     std::string_view text(r->str, r->len);
     if (text.substr(0, 8) == "LOADING " || text.substr(0, 5) == "BUSY " || text.substr(0, 9) == "READONLY " ||
         text.substr(0, 11) == "MASTERDOWN " || text.substr(0, 11) == "NOREPLICAS ") {
-      std::string what = "redis " + argv[0] + ": " + std::string(text.substr(0, text.find(' ')));
+      std::string what = "redis " + std::string(argv[0]) + ": " + std::string(text.substr(0, text.find(' ')));
       freeReplyObject(r);
       fail(what);
       return Reply(nullptr, freeReplyObject);
@@ -267,76 +277,73 @@ RedisStore::Reply RedisStore::command(const std::vector<std::string>& argv) {
 StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
   // Login and logout times (most of the writes in a login storm) go to two hashes per product, device -> Unix
   // seconds, one plain HSET each per batch: a script that read every device first cost redis-server about 15 us
-  // per device. They only grow because the broker sends the maximum it knows. Other fields take the script.
-  std::map<std::string, std::map<std::string, std::string>> times;  // hash key -> device -> seconds
-  std::map<std::string, std::pair<std::string, Fields>> others;      // device key -> (product:device, fields)
-  // What the other brokers on this Redis must hear (Gate::on_fleet_event): the client ids claimed by logins, and
-  // the logout times that refuse a replayed type-1 password.
-  // And that this broker is alive (Gate::heartbeat), which shares fleet-wide rate limits among the live brokers.
-  Fields fleet;
-  size_t claims = 0, offs = 0;
+  // per device. They only grow because the broker sends the maximum it knows, in order, so of a device's two
+  // times in one HSET the later, which Redis keeps, is the larger. Activations take the script.
+  // The arguments are views into the jobs and into `numbers`, whose strings stay put (a deque grows at its ends).
+  std::deque<std::string> numbers;
+  auto number = [&numbers](int64_t n) -> std::string_view { return numbers.emplace_back(std::to_string(n)); };
+  struct ProductTimes {
+    std::string online_key, offline_key;
+    std::vector<std::string_view> online, offline;  // HSET's arguments
+  };
+  std::vector<std::pair<std::string_view, ProductTimes>> times;  // by product: a batch has one or a few
+  std::vector<std::string> activated_keys;
+  std::vector<std::string_view> activated_args;
+  // What the other brokers on this Redis must hear (fleet.h): the client ids claimed by logins, and the logout
+  // times that refuse a replayed type-1 password; and that this broker is alive (a heartbeat).
+  std::string claims, offline;
   bool alive = false;
-  for (const auto& job : jobs) {
-    if (auto broker = job.fields.find("broker"); broker != job.fields.end()) fleet["broker"] = broker->second;
-    if (job.fields.count("alive")) alive = true;
-    if (auto claim = job.fields.find("claim"); claim != job.fields.end()) {
-      auto at = job.fields.find("claim_at");
-      if (at == job.fields.end() || !job.fields.count("broker")) continue;
-      fleet["c" + std::to_string(claims)] = claim->second;
-      fleet["a" + std::to_string(claims++)] = at->second;
-    }
-    if (auto off = job.fields.find("last_offline"); off != job.fields.end() && !job.product.empty()) {
-      fleet["d" + std::to_string(offs)] = job.product + ":" + job.device;
-      fleet["off" + std::to_string(offs++)] = off->second;
-    }
-    if (job.product.empty()) continue;  // a claim alone (a session without a device), or a heartbeat
-    for (const auto& [f, v] : job.fields) {
-      if (f == "claim" || f == "claim_at" || f == "broker") continue;
-      if (f == "last_online" || f == "last_offline") {
-        std::string& t = times[key(f + ":" + job.product)][job.device];
-        if (t.empty() || as_number(v) > as_number(t)) t = v;
-      } else {
-        auto& [id, fields] = others[key("device:" + job.product + ":" + job.device)];
-        id = job.product + ":" + job.device;
-        fields[f] = v;
+  for (const StoreJob& job : jobs) {
+    const Touch& t = job.touch;
+    if (!t.claim.empty()) fleet::append(claims, t.claim_at, t.claim);
+    alive = alive || t.alive;
+    if (t.product.empty()) continue;  // a claim alone (a session without a device), or a heartbeat
+    if (t.last_offline > 0) fleet::append(offline, t.last_offline, t.product + ":" + t.device);
+    if (t.last_online > 0 || t.last_offline > 0) {
+      auto it = std::find_if(times.begin(), times.end(), [&](const auto& p) { return p.first == t.product; });
+      if (it == times.end()) {
+        times.emplace_back(t.product, ProductTimes{key("last_online:" + t.product), key("last_offline:" + t.product), {}, {}});
+        it = times.end() - 1;
       }
+      if (t.last_online > 0) it->second.online.insert(it->second.online.end(), {t.device, number(t.last_online)});
+      if (t.last_offline > 0) it->second.offline.insert(it->second.offline.end(), {t.device, number(t.last_offline)});
+    }
+    if (t.activated) {
+      activated_keys.push_back(key("device:" + t.product + ":" + t.device));
+      std::string_view id = numbers.emplace_back(t.product + ":" + t.device);
+      activated_args.insert(activated_args.end(), {id, "1", "activated", "1"});
     }
   }
   StoreResult res;
-  auto run = [&](const std::vector<std::string>& argv) {
-    Reply r = command(argv);
+  auto run = [&](const std::vector<std::string_view>& argv) {
+    Reply r = command_of_views(argv);
     if (r && r->type != REDIS_REPLY_ERROR) return true;
     if (r) error_ = std::string(r->str, r->len);
     res.error = "unavailable";
     return false;
   };
-  for (const auto& [hash_key, devices] : times) {
-    std::vector<std::string> argv = {"HSET", hash_key};
-    for (const auto& [device, seconds] : devices) {
-      argv.push_back(device);
-      argv.push_back(seconds);
-    }
+  auto hset = [&](const std::string& hash_key, const std::vector<std::string_view>& pairs) {
+    if (pairs.empty()) return true;
+    std::vector<std::string_view> argv = {"HSET", hash_key};
+    argv.insert(argv.end(), pairs.begin(), pairs.end());
+    return run(argv);
+  };
+  for (const auto& [product, t] : times)
+    if (!hset(t.online_key, t.online) || !hset(t.offline_key, t.offline)) return res;
+  if (!activated_keys.empty()) {
+    const std::string changes = key("changes"), count = std::to_string(activated_keys.size() + 1);
+    std::vector<std::string_view> argv = {"EVAL", kTouchManyScript, count, changes};
+    argv.insert(argv.end(), activated_keys.begin(), activated_keys.end());
+    argv.insert(argv.end(), activated_args.begin(), activated_args.end());
     if (!run(argv)) return res;
   }
-  if (!others.empty()) {
-    std::vector<std::string> argv = {"EVAL", kTouchManyScript, std::to_string(others.size() + 1), key("changes")};
-    for (const auto& [device_key, entry] : others) argv.push_back(device_key);
-    for (const auto& [device_key, entry] : others) {
-      argv.push_back(entry.first);
-      argv.push_back(std::to_string(entry.second.size()));
-      for (const auto& [f, v] : entry.second) {
-        argv.push_back(f);
-        argv.push_back(v);
-      }
-    }
-    if (!run(argv)) return res;
-  }
-  if ((claims + offs > 0 || alive) && fleet.count("broker")) {
-    std::vector<std::string> argv = {"XADD", key("commands"), "MAXLEN", "~", "10000", "*", "kind", "fleet"};
-    for (const auto& [f, v] : fleet) {
-      argv.push_back(f);
-      argv.push_back(v);
-    }
+  if ((!claims.empty() || !offline.empty() || alive) && !config_.broker_id.empty()) {
+    const std::string stream = key("commands");
+    std::vector<std::string_view> argv = {"XADD", stream, "MAXLEN", "~", "10000", "*", "kind", "fleet",
+                                          "broker", config_.broker_id};
+    if (!claims.empty()) argv.insert(argv.end(), {"claims", claims});
+    if (!offline.empty()) argv.insert(argv.end(), {"offline", offline});
+    if (alive) argv.insert(argv.end(), {"alive", "1"});
     if (!run(argv)) return res;
   }
   res.ok = true;

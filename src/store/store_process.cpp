@@ -204,11 +204,27 @@ void StoreProcess::submit(const StoreJob& job) {
     return;
   }
   wire::put_job(out_, job);
+  ++submitted_;
+  if (job.type != StoreJob::Type::touch_device || job.token) urgent_ = true;
 }
 
 void StoreProcess::report_metrics(const MetricSamples& samples) {
   if (unsent_full()) return;  // a stuck store process: the next second sends them again
   wire::put_metrics(out_, samples);
+  urgent_ = true;
+}
+
+void StoreProcess::flush_when_due() {
+  const Clock::time_point now = Clock::now();
+  if (now - window_start_ >= kFlushGap) {
+    storm_ = submitted_ - window_submitted_ >= kStormJobs;
+    window_start_ = now;
+    window_submitted_ = submitted_;
+  }
+  if (unsent_bytes() == 0) return;
+  if (storm_ && !urgent_ && unsent_bytes() < kFlushBytes && now - last_flush_ < kFlushGap) return;
+  last_flush_ = now;
+  flush();
 }
 
 void StoreProcess::flush() {
@@ -226,6 +242,7 @@ void StoreProcess::flush() {
   if (out_pos_ == out_.size()) {
     out_.clear();
     out_pos_ = 0;
+    urgent_ = false;
   }
 }
 

@@ -1,8 +1,10 @@
 // Several brokers, each with the plugin, on one Redis (issue 18, docs/deployment.md): every promise holds across
 // them. Broker A is the fixture's broker; broker B shares its Redis.
 #include <fstream>
+#include <sstream>
 
 #include "iotgate/crypto.h"
+#include "iotgate/fleet.h"
 #include "iotgate/store.h"
 #include "stack.h"
 
@@ -172,6 +174,62 @@ TEST_F(FleetTest, TwoBrokersRekeyingOneDeviceAtOnceIssueOneSessionKey) {
   // Once it has expired, the next rekey replaces it.
   redis.cli({"HSET", "iotgate:device:AEEEEEEE:CRYPTDEV01", "session_key_expires", "1"});
   EXPECT_EQ(rekey(store_b, "CCCC0003").device->at("session_id"), "CCCC0003");
+}
+
+// One batch of logins, logouts, an activation and a heartbeat (RedisStore::touch_many): an HSET per times hash,
+// the later of a device's two logouts kept, the activation of a known device only, and one fleet announcement
+// with every claim and logout time in it (fleet.h), which is what the other brokers read.
+TEST_F(FleetTest, ABatchOfTouchesWritesTheTimesAndOneAnnouncement) {
+  Config config;
+  config.redis_port = redis.port();
+  config.broker_id = "brokertest";
+  RedisStore store(config);
+  ASSERT_TRUE(store.connect());
+  auto touch = [](Touch t) {
+    StoreJob job;
+    job.type = StoreJob::Type::touch_device;
+    job.durable = true;
+    job.touch = std::move(t);
+    return job;
+  };
+  const std::string weird_cid = "cid with spaces 12 and:more";  // (redis-cli prints one value per line)
+  StoreResult r = store.touch_many({
+      touch({.product = kPid, .device = kEui, .last_online = 1800000100, .claim = "V2_first", .claim_at = 1800000100123}),
+      touch({.product = kPid, .device = kEui, .last_offline = 1800000105}),
+      touch({.product = kPid, .device = "LBDEV0", .last_online = 1800000106}),
+      touch({.product = kPid, .device = kEui, .last_offline = 1800000107}),
+      touch({.product = "KP1", .device = "KD1", .activated = true}),
+      touch({.product = "KP1", .device = "NOSUCHDEV", .activated = true}),
+      touch({.claim = weird_cid, .claim_at = 1800000108000}),
+      touch({.alive = true}),
+  });
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_online:" + std::string(kPid), kEui}), "1800000100");
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_online:" + std::string(kPid), "LBDEV0"}), "1800000106");
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_offline:" + std::string(kPid), kEui}), "1800000107");
+  EXPECT_EQ(redis.cli({"HGET", "iotgate:device:KP1:KD1", "activated"}), "1");
+  EXPECT_EQ(redis.cli({"EXISTS", "iotgate:device:KP1:NOSUCHDEV"}), "0");  // a deleted device stays deleted
+
+  // The announcement: redis-cli prints the entry's id, then its fields and values one per line.
+  std::istringstream lines(redis.cli({"XREVRANGE", "iotgate:commands", "+", "-", "COUNT", "1"}));
+  std::map<std::string, std::string> entry;
+  std::string id, field, value;
+  std::getline(lines, id);
+  while (std::getline(lines, field) && std::getline(lines, value)) entry[field] = value;
+  EXPECT_EQ(entry["kind"], "fleet");
+  EXPECT_EQ(entry["broker"], "brokertest");
+  EXPECT_EQ(entry["alive"], "1");
+  std::vector<std::pair<int64_t, std::string>> claims, offline;
+  int64_t number = 0;
+  std::string_view text;
+  for (std::string_view list = entry["claims"]; fleet::next(list, number, text);) claims.emplace_back(number, text);
+  for (std::string_view list = entry["offline"]; fleet::next(list, number, text);) offline.emplace_back(number, text);
+  const std::vector<std::pair<int64_t, std::string>> want_claims = {{1800000100123, "V2_first"},
+                                                                    {1800000108000, weird_cid}};
+  const std::string device = std::string(kPid) + ":" + kEui;
+  const std::vector<std::pair<int64_t, std::string>> want_offline = {{1800000105, device}, {1800000107, device}};
+  EXPECT_EQ(claims, want_claims);
+  EXPECT_EQ(offline, want_offline);
 }
 
 // conf/haproxy.cfg as docs/deployment.md gives it (its ports replaced): devices log in through HAProxy and are

@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include "iotgate/crypto.h"
+#include "iotgate/fleet.h"
 #include "iotgate/gate.h"
 
 using namespace iotgate;
@@ -35,10 +36,19 @@ struct FakeEffects : Effects {
   // the tests count.
   std::vector<StoreJob> claims;
   void submit(StoreJob job) override {
-    if (job.type == StoreJob::Type::touch_device && job.product.empty()) claims.push_back(std::move(job));
+    if (job.type == StoreJob::Type::touch_device && job.touch.product.empty()) claims.push_back(std::move(job));
     else jobs.push_back(std::move(job));
   }
 };
+
+// Another broker's fleet announcement (fleet.h): claims (ms, client id) and logout times (s, "product:device").
+Command fleet_event(const std::string& broker, const std::vector<std::pair<int64_t, std::string>>& claims,
+                    const std::vector<std::pair<int64_t, std::string>>& offline) {
+  Fields f{{"kind", "fleet"}, {"broker", broker}};
+  for (const auto& [at, cid] : claims) fleet::append(f["claims"], at, cid);
+  for (const auto& [off, device] : offline) fleet::append(f["offline"], off, device);
+  return Command{std::move(f)};
+}
 
 class GateTest : public ::testing::Test {
  protected:
@@ -161,7 +171,7 @@ TEST_F(GateTest, LierdaV2Type0SeedVector) {
   ASSERT_TRUE(gate_.session(v2_cid(0, 1675404867)));
   EXPECT_EQ(gate_.session(v2_cid(0, 1675404867))->prefix, "/sys/7ED01E2A/AA30C505/20MQTTJ000121/");
   ASSERT_EQ(effects_.jobs.size(), 1u);
-  EXPECT_EQ(effects_.jobs[0].fields.at("last_online"), std::to_string(now_));
+  EXPECT_EQ(effects_.jobs[0].touch.last_online, now_);
   EXPECT_TRUE(effects_.jobs[0].durable);
 }
 
@@ -669,8 +679,7 @@ TEST_F(GateTest, SnapshotKeepsOfflineTimesChangedWhileTheLoadWasParsed) {
 
   // The same with an offline time another broker announced (Gate::on_fleet_event).
   reg = load_of_only_the_v2_device();
-  gate_.on_command(Command{Fields{{"kind", "fleet"}, {"broker", "other"}, {"d0", std::string(kPid) + ":" + kEui},
-                                  {"off0", std::to_string(now_ + 30)}}});
+  gate_.on_command(fleet_event("other", {}, {{now_ + 30, std::string(kPid) + ":" + kEui}}));
   gate_.on_snapshot(Snapshot{std::move(reg), {}, {}});
   EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_ + 30);
 }
@@ -761,48 +770,39 @@ TEST_F(GateTest, DisconnectAfterDeviceRemovalOrReloadRecordsOnTheCurrentDevice) 
   EXPECT_EQ(gate_.registry().device(kPid, kEui)->last_offline, now_);
 }
 
-namespace {
-Command fleet_event(Fields fields) {
-  fields["kind"] = "fleet";
-  return Command{std::move(fields)};
-}
-}  // namespace
-
 // Another broker's login of a client id held here: the later claim keeps the id, and the session here ends as
 // offline at the claim's time (not later: the device is online there). An earlier claim, or our own, changes nothing.
 TEST_F(GateTest, AnotherBrokersLaterClaimOfAClientIdEndsTheSessionHere) {
   std::string cid = v2_cid(0, 1);
   ASSERT_TRUE(login(cid, v2_user(), v2_pw(std::nullopt)));
-  const StoreJob& claim = effects_.jobs.back();
-  ASSERT_EQ(claim.fields.count("claim"), 1u);
-  EXPECT_EQ(claim.fields.at("claim"), cid);
-  EXPECT_EQ(claim.fields.at("broker"), gate_.broker_id());
-  int64_t started = std::stoll(claim.fields.at("claim_at"));
-  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"c0", cid}, {"a0", std::to_string(started - 5)}}));
+  const Touch& claim = effects_.jobs.back().touch;
+  EXPECT_EQ(claim.claim, cid);
+  const int64_t started = claim.claim_at;
+  EXPECT_NEAR(started, wall_ms(), 5000);
+  gate_.on_command(fleet_event("otherbroker", {{started - 5, cid}}, {}));
   EXPECT_TRUE(effects_.kicks.empty());  // an older session elsewhere: it gives way, not ours
-  gate_.on_command(fleet_event({{"broker", gate_.broker_id()}, {"c0", cid}, {"a0", std::to_string(started + 5000)}}));
+  gate_.on_command(fleet_event(gate_.broker_id(), {{started + 5000, cid}}, {}));
   EXPECT_TRUE(effects_.kicks.empty());  // our own claim
-  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"c0", "someone-else"}, {"a0", std::to_string(started + 9)},
-                                {"c1", cid}, {"a1", std::to_string(started + 5000)}}));
+  gate_.on_command(fleet_event("otherbroker", {{started + 9, "someone-else"}, {started + 5000, cid}}, {}));
   ASSERT_EQ(effects_.kicks, std::vector<std::string>{cid});
   EXPECT_TRUE(logged("disconnecting '" + cid + "': its client id logged in on another broker"));
   now_ += 100;  // the kick lands later; the logout time is the claim's
   gate_.on_disconnect(cid, &handles_[cid]);
-  EXPECT_EQ(effects_.jobs.back().fields.at("last_offline"), std::to_string((started + 5000) / 1000));
+  EXPECT_EQ(effects_.jobs.back().touch.last_offline, (started + 5000) / 1000);
 }
 
 // Another broker's logout times reach this broker's registry: a type-1 password of a session that ended there is
 // refused here.
 TEST_F(GateTest, AnotherBrokersLogoutTimesRefuseReplayedTypeOnePasswords) {
   int64_t ts = now_ - 10;
-  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"d0", std::string(kPid) + ":" + kEui},
-                                {"off0", std::to_string(ts)}, {"d1", "NOPROD:NODEV"}, {"off1", "5"}}));
+  gate_.on_command(fleet_event("otherbroker", {}, {{ts, std::string(kPid) + ":" + kEui}, {5, "NOPROD:NODEV"}}));
   EXPECT_FALSE(login(v2_cid(1, ts), v2_user(), v2_pw(ts)));
   EXPECT_TRUE(logged("is not after the device's last offline time"));
   EXPECT_TRUE(login(v2_cid(1, ts + 1), v2_user(), v2_pw(ts + 1)));
   // Our own events are not applied twice, and malformed ones are ignored.
-  gate_.on_command(fleet_event({{"broker", gate_.broker_id()}, {"d0", std::string(kPid) + ":" + kEui}, {"off0", "99999999999"}}));
-  gate_.on_command(fleet_event({{"broker", "otherbroker"}, {"d0", "no-colon"}, {"off0", "x"}}));
+  gate_.on_command(fleet_event(gate_.broker_id(), {}, {{99999999999, std::string(kPid) + ":" + kEui}}));
+  gate_.on_command(fleet_event("otherbroker", {}, {{99999999999, "no-colon"}}));
+  gate_.on_command(Command{{{"kind", "fleet"}, {"broker", "otherbroker"}, {"offline", "99999999999 x"}}});
   EXPECT_LT(gate_.registry().device(kPid, kEui)->last_offline, ts + 1);
 }
 

@@ -9,9 +9,7 @@ inline StoreJob held_logout_time() {
   StoreJob job;
   job.type = StoreJob::Type::touch_device;
   job.durable = true;
-  job.product = "P1";
-  job.device = "D1";
-  job.fields = {{"last_offline", "1700000000"}};
+  job.touch = Touch{.product = "P1", .device = "D1", .last_offline = 1700000000};
   return job;
 }
 

@@ -65,6 +65,34 @@ TEST(Wire, JobsCrossWhole) {
   EXPECT_EQ(back->limit, job.limit);
 }
 
+// A touch (most jobs) crosses as its own fields, not as a map of strings.
+TEST(Wire, TouchesCrossWhole) {
+  StoreJob job;
+  job.type = StoreJob::Type::touch_device;
+  job.durable = true;
+  job.touch = Touch{.product = "KP1", .device = std::string("d\0v", 3), .last_online = 1800000001,
+                    .last_offline = -2, .activated = true, .claim = "client id", .claim_at = 1800000001234,
+                    .alive = true};
+  auto back = round_trip([&](std::string& b) { wire::put_job(b, job); },
+                         [](const wire::Frame& f) { return wire::get_job(f.body); });
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->type, StoreJob::Type::touch_device);
+  EXPECT_TRUE(back->durable);
+  const Touch& t = back->touch;
+  EXPECT_EQ(t.product, "KP1");
+  EXPECT_EQ(t.device, std::string("d\0v", 3));
+  EXPECT_EQ(t.last_online, 1800000001);
+  EXPECT_EQ(t.last_offline, -2);
+  EXPECT_TRUE(t.activated);
+  EXPECT_EQ(t.claim, "client id");
+  EXPECT_EQ(t.claim_at, 1800000001234);
+  EXPECT_TRUE(t.alive);
+  std::string frame;
+  wire::put_job(frame, job);
+  frame.pop_back();  // one byte short: refused
+  EXPECT_FALSE(wire::get_job(std::string_view(frame).substr(5)));
+}
+
 TEST(Wire, EveryEventCrossesWhole) {
   auto cross = [](const WorkerEvent& e) {
     return round_trip([&](std::string& b) { wire::put_event(b, e); },
@@ -239,15 +267,71 @@ TEST(StoreProcess, WorksApartFromTheBrokersProcessAndAnswersIt) {
   StoreJob touch;
   touch.type = StoreJob::Type::touch_device;
   touch.durable = true;
-  touch.product = "P1";
-  touch.device = "D1";
-  touch.fields = {{"last_online", "1"}};
+  touch.touch = Touch{.product = "P1", .device = "D1", .last_online = 1};
   store.submit(touch);
   std::vector<LogLine> lines;
   const pid_t pid = store.pid();
   EXPECT_EQ(store.stop(5s, lines), 1u);
   EXPECT_EQ(store.pid(), -1);
   EXPECT_EQ(kill(pid, 0), -1) << "the store process outlived stop()";
+}
+
+// In a login storm the broker writes login and logout times to the store process at most once per kFlushGap;
+// everything else, and everything outside a storm, at once (flush_when_due).
+TEST(StoreProcess, LoginTimesGoToTheStoreProcessInBatchesDuringAStorm) {
+  using Clock = std::chrono::steady_clock;
+  StoreProcess store(unreachable_redis());
+  std::string error;
+  ASSERT_TRUE(store.start(&error)) << error;
+  StoreJob touch;
+  touch.type = StoreJob::Type::touch_device;
+  touch.durable = true;
+  touch.touch = Touch{.product = "P1", .device = "D1", .last_online = 1};
+  StoreJob ask;
+  ask.type = StoreJob::Type::krt_issue;
+  ask.token = 9;
+  // No storm: writes in a row go at once (a heartbeat and a login, say).
+  for (int i = 0; i < 3; ++i) {
+    store.submit(touch);
+    store.flush_when_due();
+    EXPECT_EQ(store.unsent_bytes(), 0u) << i;
+  }
+  // A storm: many logins in each of several gaps (8 per TICK, a TICK every half millisecond).
+  for (const auto start = Clock::now(); Clock::now() - start < 3 * StoreProcess::kFlushGap;) {
+    for (int i = 0; i < 8; ++i) store.submit(touch);
+    store.flush_when_due();
+    std::this_thread::sleep_for(500us);
+  }
+  store.submit(ask);  // a device waiting for an answer: at once, with the touches before it
+  const auto flushed = Clock::now();
+  store.flush_when_due();
+  EXPECT_EQ(store.unsent_bytes(), 0u);
+  store.submit(touch);  // waits for the gap
+  store.flush_when_due();
+  EXPECT_GT(store.unsent_bytes(), 0u);
+  while (store.unsent_bytes() > 0 && Clock::now() - flushed < 2s) store.flush_when_due();
+  EXPECT_EQ(store.unsent_bytes(), 0u);
+  EXPECT_GE(Clock::now() - flushed, StoreProcess::kFlushGap);
+  // kFlushBytes gathered: at once.
+  store.submit(ask);
+  store.flush_when_due();
+  size_t submitted_bytes = 0;
+  while (store.unsent_bytes() < StoreProcess::kFlushBytes) {
+    store.submit(touch);
+    ASSERT_GT(store.unsent_bytes(), submitted_bytes);
+    submitted_bytes = store.unsent_bytes();
+  }
+  store.flush_when_due();
+  EXPECT_EQ(store.unsent_bytes(), 0u);
+  // After a quiet gap the storm is over: at once again.
+  std::this_thread::sleep_for(StoreProcess::kFlushGap + 2ms);
+  store.flush_when_due();
+  std::this_thread::sleep_for(StoreProcess::kFlushGap + 2ms);
+  store.submit(touch);
+  store.flush_when_due();
+  EXPECT_EQ(store.unsent_bytes(), 0u);
+  std::vector<LogLine> lines;
+  store.stop(5s, lines);
 }
 
 TEST(StoreProcess, OneThatDiesIsReplaced) {

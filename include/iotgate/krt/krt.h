@@ -31,7 +31,7 @@ class KrtModule final : public ProtocolModule {
                                     PasswordArg password) override;
   // A device's first login with its DeviceSecret activates it.
   void on_login(const std::string& client_id, const void* handle, const Identity& id, Device& device,
-                Fields& device_fields) override;
+                Touch& touch) override;
   Handling handling(SessionKind kind, std::string_view suffix) const override;
   // register/post (request CMD 20, confirmation CMD 21) and thing/ota/post.
   bool handle(const DevicePublish& message) override;

@@ -41,7 +41,7 @@ class LierdaModule final : public ProtocolModule {
                                     PasswordArg password) override;
   // A V2 session of an encrypted product is told its session key (a new one if it has none or it expired).
   void on_login(const std::string& client_id, const void* handle, const Identity& id, Device& device,
-                Fields& device_fields) override;
+                Touch& touch) override;
   Handling handling(SessionKind kind, std::string_view suffix) const override;
   // Acks a report the way the platform does (encrypted under the session key for an encrypted product).
   void acknowledge(const DevicePublish& message) override;
