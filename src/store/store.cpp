@@ -279,9 +279,9 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
   // seconds, one plain HSET each per batch: a script that read every device first cost redis-server about 15 us
   // per device. They only grow because the broker sends the maximum it knows, in order, so of a device's two
   // times in one HSET the later, which Redis keeps, is the larger. Activations take the script.
-  // The arguments are views into the jobs and into `numbers`, whose strings stay put (a deque grows at its ends).
-  std::deque<std::string> numbers;
-  auto number = [&numbers](int64_t n) -> std::string_view { return numbers.emplace_back(std::to_string(n)); };
+  // The arguments are views into the jobs and into `made`, whose strings stay put (a deque grows at its ends).
+  std::deque<std::string> made;
+  auto number = [&made](int64_t n) -> std::string_view { return made.emplace_back(std::to_string(n)); };
   struct ProductTimes {
     std::string online_key, offline_key;
     std::vector<std::string_view> online, offline;  // HSET's arguments
@@ -310,7 +310,7 @@ StoreResult RedisStore::touch_many(const std::vector<StoreJob>& jobs) {
     }
     if (t.activated) {
       activated_keys.push_back(key("device:" + t.product + ":" + t.device));
-      std::string_view id = numbers.emplace_back(t.product + ":" + t.device);
+      std::string_view id = made.emplace_back(t.product + ":" + t.device);
       activated_args.insert(activated_args.end(), {id, "1", "activated", "1"});
     }
   }
