@@ -80,8 +80,12 @@ TEST(DeviceTableTest, AgreesWithAMapThroughRandomPutsAndErases) {
     EXPECT_TRUE(expected.count({d.product.str(), d.id.str()}));
   });
   EXPECT_EQ(seen, expected.size());
-  for (int i = 0; i < 5000; ++i)  // ids never put, and erased ones
-    if (!expected.count({"P0", "device-" + std::to_string(i)})) EXPECT_EQ(table.find("P0", "device-" + std::to_string(i)), nullptr);
+  for (int i = 0; i < 5000; ++i) {  // ids never put, and erased ones
+    const std::string id = "device-" + std::to_string(i);
+    if (!expected.count({"P0", id})) {
+      EXPECT_EQ(table.find("P0", id), nullptr);
+    }
+  }
 }
 
 // Sessions keep a pointer to their device: other devices coming and going, and the index growing, must not move it.
