@@ -111,7 +111,9 @@ TEST_F(ApiSentinelTest, FindsThePrimaryThroughTheSentinelsAndAgainAfterAFailover
 
   // The old primary comes back (a replica once the sentinels say so): the API stays on the new one.
   old_primary.start();
-  EXPECT_TRUE(eventually([&] { return SentinelSet::role(old_primary) == "slave"; }, seconds(60)));
+  EXPECT_TRUE(eventually([&] { return SentinelSet::role(old_primary) == "slave"; }, seconds(60)))
+      << "the old primary (port " << old_primary.port() << ") says " << SentinelSet::role(old_primary) << "\n"
+      << old_primary.log() << "\nsentinel 0:\n" << set.sentinel_log(0);
   ASSERT_EQ(set_enabled(false).status, 200);
   EXPECT_EQ(replica.cli({"HGET", "iotgate:device:AA30C505:DEV001", "enabled"}), "0");
 }
