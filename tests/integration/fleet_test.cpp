@@ -180,9 +180,12 @@ TEST_F(FleetTest, TwoBrokersRekeyingOneDeviceAtOnceIssueOneSessionKey) {
 // the later of a device's two logouts kept, the activation of a known device only, and one fleet announcement
 // with every claim and logout time in it (fleet.h), which is what the other brokers read.
 TEST_F(FleetTest, ABatchOfTouchesWritesTheTimesAndOneAnnouncement) {
+  // A key prefix of its own: the fixture's brokers write heartbeats to their commands stream meanwhile.
   Config config;
   config.redis_port = redis.port();
+  config.key_prefix = "touchtest:";
   config.broker_id = "brokertest";
+  redis.cli({"HSET", "touchtest:device:KP1:KD1", "enabled", "1", "activated", "0"});
   RedisStore store(config);
   ASSERT_TRUE(store.connect());
   auto touch = [](Touch t) {
@@ -204,14 +207,14 @@ TEST_F(FleetTest, ABatchOfTouchesWritesTheTimesAndOneAnnouncement) {
       touch({.alive = true}),
   });
   ASSERT_TRUE(r.ok) << r.error;
-  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_online:" + std::string(kPid), kEui}), "1800000100");
-  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_online:" + std::string(kPid), "LBDEV0"}), "1800000106");
-  EXPECT_EQ(redis.cli({"HGET", "iotgate:last_offline:" + std::string(kPid), kEui}), "1800000107");
-  EXPECT_EQ(redis.cli({"HGET", "iotgate:device:KP1:KD1", "activated"}), "1");
-  EXPECT_EQ(redis.cli({"EXISTS", "iotgate:device:KP1:NOSUCHDEV"}), "0");  // a deleted device stays deleted
+  EXPECT_EQ(redis.cli({"HGET", "touchtest:last_online:" + std::string(kPid), kEui}), "1800000100");
+  EXPECT_EQ(redis.cli({"HGET", "touchtest:last_online:" + std::string(kPid), "LBDEV0"}), "1800000106");
+  EXPECT_EQ(redis.cli({"HGET", "touchtest:last_offline:" + std::string(kPid), kEui}), "1800000107");
+  EXPECT_EQ(redis.cli({"HGET", "touchtest:device:KP1:KD1", "activated"}), "1");
+  EXPECT_EQ(redis.cli({"EXISTS", "touchtest:device:KP1:NOSUCHDEV"}), "0");  // a deleted device stays deleted
 
   // The announcement: redis-cli prints the entry's id, then its fields and values one per line.
-  std::istringstream lines(redis.cli({"XREVRANGE", "iotgate:commands", "+", "-", "COUNT", "1"}));
+  std::istringstream lines(redis.cli({"XREVRANGE", "touchtest:commands", "+", "-", "COUNT", "1"}));
   std::map<std::string, std::string> entry;
   std::string id, field, value;
   std::getline(lines, id);
